@@ -1,0 +1,5 @@
+"""`python -m devbox` runs the CLI."""
+
+from devbox.cli import main
+
+main()

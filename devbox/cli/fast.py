@@ -1,0 +1,200 @@
+"""The commands that must start fast — top-level help and `ls` — without typer or rich.
+
+`devbox --help` and `devbox ls` are what people type most; importing typer, rich and an
+HTTP stack costs 10-30x the run time of `docker ps`. These paths use the standard library
+only. A unit test keeps HELP in step with the commands typer registers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from devbox import __version__
+
+SUMMARY = "Your own GPU dev container on a shared server, in one command."
+# (command, first line of its help) in the order `devbox --help` lists them.
+COMMANDS = [
+    ("up", "Start your box (creating it if needed), wait until it is ready, print how to reach it."),
+    ("ls", "List your boxes (or everyone's with --all)."),
+    ("info", "Show a box and how to reach it (credentials re-read from its log)."),
+    ("down", "Stop and remove a box. Its named volumes are kept unless --purge."),
+    ("rebuild", "Re-read the profile, refresh the image, replace the container. Volumes are kept."),
+    ("switch", "Stop your other running boxes (their data stays), then `up` this one."),
+    ("logs", "Print a box's log."),
+    ("exec", "Run a command in a box: devbox exec NAME -- CMD ARGS…"),
+    ("ssh", "Log into a box over SSH, checking the host key devbox recorded when it made the box."),
+    (
+        "ssh-config",
+        "Print `Host devbox-NAME` entries for your boxes (for VS Code Remote-SSH), or --write them.",
+    ),
+    ("gpus", "Every GPU of the host: memory, utilisation, and which box (owner, since) holds it."),
+    (
+        "doctor",
+        "Check the engine, socket, GPU runtime, GPUs, disk, /dev/shm default and policy; exit 1 on failure.",
+    ),
+    (
+        "prune",
+        "List stopped boxes, then remove them (their volumes are kept). --idle reports idle GPU holders.",
+    ),
+    ("policy", "Show the lab policy in force, or check a policy file."),
+    ("render", "Dry run: check a profile like `up` does, then print the `docker run` it implies."),
+    ("profiles", "List the profiles devbox can find, or check profile files."),
+]
+OPTIONS = [
+    ("--debug", "Show tracebacks for errors."),
+    ("--version", "Print the version."),
+    ("-h, --help", "Show this message and exit."),
+]
+_LS_FLAGS = {"--all", "-a", "--json"}
+
+
+def help_text() -> str:
+    """The top-level help."""
+    width = max(len(name) for name, _ in COMMANDS + OPTIONS) + 2
+    lines = ["Usage: devbox [OPTIONS] COMMAND [ARGS]...", "", f"  {SUMMARY}", "", "Commands:"]
+    lines += [f"  {name:<{width}}{text}" for name, text in COMMANDS]
+    lines += ["", "Options:"]
+    lines += [f"  {name:<{width}}{text}" for name, text in OPTIONS]
+    lines += ["", "Run `devbox COMMAND --help` for a command's options. Docs: docs/cli.md"]
+    return "\n".join(lines)
+
+
+def ls(all_users: bool, json_output: bool, owner: str | None = None, gpu: str | None = None) -> None:
+    """`devbox ls`: one engine call, a plain table or JSON; --owner/--gpu filter everyone's."""
+    from devbox import engine, listing, settings
+
+    if owner or gpu:
+        all_users = True
+    selector = owner or (None if all_users else settings.from_environment().owner)
+    found = sorted(engine.connect().list_boxes(selector), key=lambda b: (b.owner, b.name))
+    if gpu is not None:
+        found = [b for b in found if gpu in b.gpus]
+    if json_output:
+        print(json.dumps([listing.box_json(b) for b in found], indent=2))
+    elif found:
+        print(listing.table(listing.box_rows(found, all_users), bold_header=sys.stdout.isatty()))
+    else:
+        print(listing.empty_message(all_users))
+
+
+def _ls_args(argv: list[str]) -> tuple[bool, bool, str | None, str | None] | None:
+    """(all, json, owner, gpu) for a plain `ls` command line; None for anything else."""
+    if argv[:1] != ["ls"]:
+        return None
+    flags: set[str] = set()
+    values: dict[str, str] = {}
+    rest = argv[1:]
+    while rest:
+        arg = rest.pop(0)
+        name, sep, value = arg.partition("=")
+        if name in ("--owner", "--gpu"):
+            if not sep:
+                if not rest:
+                    return None
+                value = rest.pop(0)
+            values[name] = value
+        elif arg in _LS_FLAGS:
+            flags.add(arg)
+        else:
+            return None  # help, typos: typer explains
+    return ("--all" in flags or "-a" in flags, "--json" in flags, values.get("--owner"), values.get("--gpu"))
+
+
+# `devbox up`'s options, read without typer (~35 ms): it is the command people wait on, and
+# timed against `docker run`. A unit test keeps these equal to the typer command's options.
+UP_VALUES = {
+    "--image": "image",
+    "--gpus": "gpus",
+    "--shm-size": "shm_size",
+    "--cpus": "cpus",
+    "--memory": "memory",
+}
+UP_LISTS = {"-p": "port", "--port": "port", "-v": "volume", "--volume": "volume", "-e": "env", "--env": "env"}
+UP_FLAGS = {"--recreate": "recreate", "--keep-failed": "keep_failed", "--json": "json_output"}
+
+
+def _up_args(argv: list[str]) -> dict[str, Any] | None:
+    """Keyword arguments of shared.up for a plain `up` command line; None for anything else."""
+    if argv[:1] != ["up"]:
+        return None
+    values: dict[str, Any] = {"profile": None, "port": [], "volume": [], "env": []}
+    flags = dict.fromkeys(UP_FLAGS.values(), False)
+    rest = argv[1:]
+    while rest:
+        arg = rest.pop(0)
+        name, sep, value = arg.partition("=") if arg.startswith("--") else (arg, "", "")
+        if name in UP_VALUES or name in UP_LISTS:
+            if not sep:
+                if not rest:
+                    return None
+                value = rest.pop(0)
+            if name in UP_VALUES:
+                values[UP_VALUES[name]] = value
+            else:
+                values[UP_LISTS[name]].append(value)
+        elif arg in UP_FLAGS:
+            flags[UP_FLAGS[arg]] = True
+        elif not arg.startswith("-") and values["profile"] is None:
+            values["profile"] = arg
+        else:
+            return None  # --help, typos, a second positional: typer explains
+    from devbox.flags import Overrides
+
+    overrides = Overrides(
+        values.get("image"),
+        values.get("gpus"),
+        values.get("shm_size"),
+        values.get("cpus"),
+        values.get("memory"),
+        values["port"],
+        values["volume"],
+        values["env"],
+    )
+    return {"profile": values["profile"] or "default", "flags": overrides, **flags}
+
+
+def run(argv: list[str]) -> int | None:
+    """Handle `argv` if it is one of the fast commands; None means "ask typer"."""
+    if argv in ([], ["--help"], ["-h"]):
+        print(help_text())
+        return 0
+    if argv == ["--version"]:
+        print(f"devbox {__version__}")
+        return 0
+    parsed = _ls_args(argv)
+    if parsed is not None:
+        return _guarded(lambda: ls(*parsed))
+    up_args = _up_args(argv)
+    if up_args is not None:
+        from devbox.cli import shared
+
+        code = _guarded(lambda: shared.up(**up_args))
+        # Skip interpreter teardown (a few hundred modules, the log reader thread): ~20 ms of a
+        # command timed against `docker run`. Everything devbox writes is flushed here.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return None
+
+
+def _guarded(action: Callable[[], None]) -> int:
+    """Run a fast command with the same error handling as the typer app."""
+    from devbox.errors import DevboxError, ExitCode
+
+    try:
+        action()
+    except DevboxError as exc:
+        from rich.console import Console
+
+        from devbox import render
+
+        render.error(Console(stderr=True), exc)
+        return int(exc.exit_code)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return int(ExitCode.INTERRUPTED)
+    return 0

@@ -1,0 +1,119 @@
+"""`devbox render` and `devbox profiles`: everything short of the engine."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from devbox.cli.app import (
+    CpusOpt,
+    EnvOpt,
+    GpusOpt,
+    ImageOpt,
+    JsonOpt,
+    MemoryOpt,
+    PortOpt,
+    ProfileArg,
+    ShmOpt,
+    VolumeOpt,
+    app,
+    handles_errors,
+    overrides,
+    stderr,
+    stdout,
+)
+from devbox.errors import ExitCode
+
+profiles_app = typer.Typer(help="List the profiles devbox can find, or check profile files.")
+app.add_typer(profiles_app, name="profiles")
+
+
+class RenderFormat(StrEnum):
+    """Output forms of `devbox render`."""
+
+    docker = "docker"
+    json = "json"
+
+
+@app.command()
+@handles_errors
+def render(
+    profile: ProfileArg = "default",
+    format: Annotated[
+        RenderFormat, typer.Option("--format", "-f", help="docker or json.")
+    ] = RenderFormat.docker,
+    image: ImageOpt = None,
+    gpus: GpusOpt = None,
+    shm_size: ShmOpt = None,
+    cpus: CpusOpt = None,
+    memory: MemoryOpt = None,
+    port: PortOpt = None,
+    volume: VolumeOpt = None,
+    env: EnvOpt = None,
+) -> None:
+    """Dry run: check a profile like `up` does, then print the `docker run` it implies."""
+    from devbox import ops, render, settings, spec
+
+    flags = overrides(image, gpus, shm_size, cpus, memory, port, volume, env)
+    resolved = ops.resolve(profile, settings.from_environment(), flags, probe=_image_labels)
+    if resolved.spec.protocol:
+        stderr().print(
+            "note: devbox also copies an SSH key, a host key and a Jupyter token into this box before "
+            "starting it; a plain docker run cannot, so that box would make its own.",
+            style="dim",
+            soft_wrap=True,
+        )
+    if format is RenderFormat.json:
+        render.print_json(stdout(), spec.to_json(resolved.spec))
+        return
+    build = spec.docker_build_argv(resolved.spec)
+    if build:
+        print(spec.shell_command(build))
+    print(spec.shell_command(spec.docker_run_argv(resolved.spec)))
+
+
+def _image_labels(image: str) -> dict[str, str] | None:
+    """The image's labels if an engine answers quickly; render works without one too."""
+    from devbox import engine
+    from devbox.errors import DevboxError
+
+    try:
+        return engine.connect(timeout=3).image_labels(image)
+    except DevboxError:
+        return None
+
+
+@profiles_app.callback(invoke_without_command=True)
+@handles_errors
+def profiles_list(ctx: typer.Context, json_output: JsonOpt = False) -> None:
+    """List every profile found, where it comes from, and whether it is valid."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from devbox import ops, render, settings
+
+    statuses = ops.list_profiles(settings.from_environment())
+    if json_output:
+        render.print_json(stdout(), render.statuses_json(statuses))
+    else:
+        render.profiles_table(stdout(), statuses)
+
+
+@profiles_app.command("check")
+@handles_errors
+def profiles_check(
+    files: Annotated[list[Path], typer.Argument(help="Profile files to validate.")],
+    json_output: JsonOpt = False,
+) -> None:
+    """Validate profile files against the schema and the lab policy; exit 2 if any is invalid."""
+    from devbox import ops, render, settings
+
+    statuses = ops.check_profiles(files, settings.from_environment())
+    if json_output:
+        render.print_json(stdout(), render.statuses_json(statuses))
+    else:
+        render.profile_checks(stdout(), statuses)
+    if not all(s.valid for s in statuses):
+        raise typer.Exit(ExitCode.INVALID)

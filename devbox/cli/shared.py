@@ -1,0 +1,83 @@
+"""Pieces the typer commands and the fast paths share; no typer, and rich only when drawing."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from devbox.flags import Overrides
+    from devbox.lifecycle import QuietReporter
+    from devbox.progress import RichReporter
+    from devbox.reports import BoxReport
+    from devbox.settings import Settings
+
+
+def stdout() -> Console:
+    """The console for results (rich is imported only when something is printed)."""
+    from rich.console import Console
+
+    return Console()
+
+
+def stderr() -> Console:
+    """The console for progress, warnings and errors."""
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def print_json(data: object) -> None:
+    """Exactly one JSON document on stdout."""
+    print(json.dumps(data, indent=2, default=str))
+
+
+def reporter(json_output: bool) -> RichReporter | QuietReporter:
+    """Progress on stderr; with --json only where a person watches it (rich costs ~50 ms)."""
+    if json_output and not sys.stderr.isatty():
+        from devbox.lifecycle import QuietReporter
+
+        return QuietReporter()
+    from devbox.progress import RichReporter
+
+    return RichReporter(stderr())
+
+
+def show(result: BoxReport, json_output: bool) -> None:
+    """A box report as the panel, or as the one JSON object."""
+    if json_output:
+        from devbox.listing import report_json
+
+        print_json(report_json(result))
+    else:
+        from devbox import render_boxes
+
+        render_boxes.report_panel(stdout(), stderr(), result)
+
+
+def caller() -> Settings:
+    """The caller's settings, from the environment."""
+    from devbox import settings
+
+    return settings.from_environment()
+
+
+def container(settings: Settings, name: str) -> str:
+    """The container of the caller's box `name`."""
+    from devbox.spec import container_name
+
+    return container_name(settings.owner, name)
+
+
+def up(profile: str, flags: Overrides, recreate: bool, keep_failed: bool, json_output: bool) -> None:
+    """`devbox up`, whichever parser read the command line."""
+    from devbox import engine, lifecycle, ops
+
+    resolved = ops.resolve(profile, caller(), flags)
+    eng = engine.connect()
+    with reporter(json_output) as progress:
+        result = lifecycle.up(eng, resolved, progress, recreate=recreate, keep_failed=keep_failed)
+    show(result, json_output)

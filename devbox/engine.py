@@ -1,0 +1,416 @@
+"""The engine adapter: box-level operations over the Docker Engine API.
+
+All Docker traffic goes through here. Requests use `dockerapi` (standard library, fast) for
+local and plain-TCP engines and docker-py's session otherwise; pulls and builds use
+docker-py. Engine errors become DevboxErrors with a hint here, once. Removal tolerates
+"already gone" (404) and "already being removed" (409), as dockerspawner does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+from devbox import boxes, labels
+from devbox.dockerapi import (
+    DEFAULT_HOST,
+    ApiError,
+    DockerAPI,
+    Response,
+    SocketTransport,
+    can_reach_directly,
+    demux,
+)
+from devbox.errors import DevboxError
+
+if TYPE_CHECKING:
+    from devbox.spec import ContainerSpec
+
+_PORT_IN_USE_RE = re.compile(r"(?:Bind for |listen tcp[46]? )\[?([0-9a-fA-F:.]*?)\]?:(\d+)")
+
+
+class EngineUnavailable(DevboxError):
+    """The engine does not answer."""
+
+
+class BoxFailed(DevboxError):
+    """Docker refused to create or start the box."""
+
+
+def connect(timeout: float = 60) -> Engine:
+    """The engine DOCKER_HOST names (default: the local socket). Nothing is sent yet."""
+    host = os.environ.get("DOCKER_HOST") or DEFAULT_HOST
+    if can_reach_directly(host) and os.environ.get("DEVBOX_ENGINE_CLIENT") != "docker-py":
+        return Engine(DockerAPI(SocketTransport(host), timeout), host)
+    from devbox.dockerpy_transport import DockerPyTransport
+
+    try:
+        return Engine(DockerAPI(DockerPyTransport(int(timeout)), timeout), host)
+    except Exception as exc:  # docker-py wraps connection failures in many types
+        raise _unreachable(host, exc) from None
+
+
+def _unreachable(host: str, exc: BaseException) -> EngineUnavailable:
+    if isinstance(exc, PermissionError) or "Permission denied" in str(exc):
+        return EngineUnavailable(
+            f"permission denied on the Docker socket ({host})",
+            "add yourself to the docker group (sudo usermod -aG docker $USER) and log in again",
+        )
+    return EngineUnavailable(
+        f"cannot reach the Docker engine at {host}",
+        "is dockerd running? start it (sudo systemctl start docker; or scripts/ensure-engine), "
+        "or point DOCKER_HOST at a running engine",
+    )
+
+
+def _pull_hint(ref: str) -> str:
+    return (
+        "check the image name, that the engine reaches its registry, and that you are logged in "
+        f"(docker login); or build it locally and tag it {ref}"
+    )
+
+
+class Engine:
+    """Box-level operations on one engine."""
+
+    def __init__(self, api: DockerAPI, host: str) -> None:
+        self.api = api
+        self.host = host
+
+    def _call(self, method: str, path: str, body: Any = None, doing: str = "talking to it") -> Any:
+        try:
+            return self.api.call(method, path, body)
+        except ApiError as exc:
+            raise self.error(exc, doing) from None
+        except OSError as exc:
+            raise _unreachable(self.host, exc) from None
+
+    def _get_or_none(self, path: str) -> Any:
+        try:
+            return self.api.call("GET", path)
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise self.error(exc, "reading from the engine") from None
+        except OSError as exc:
+            raise _unreachable(self.host, exc) from None
+
+    def error(self, exc: ApiError, doing: str) -> DevboxError:
+        """The DevboxError (with its fix) for an engine error."""
+        explanation = exc.message
+        if "could not select device driver" in explanation:
+            return BoxFailed(
+                "the engine has no GPU runtime, so it cannot attach GPUs",
+                "install the NVIDIA Container Toolkit and register it with Docker "
+                "(nvidia-ctk runtime configure --runtime=docker, then restart dockerd), "
+                "or start the box without GPUs: --gpus none",
+            )
+        port = _PORT_IN_USE_RE.search(explanation)
+        if port and ("already allocated" in explanation or "address already in use" in explanation):
+            return BoxFailed(
+                f"host port {port.group(2)} is already taken",
+                f"free port {port.group(2)}, or change it in the profile's ports: (or drop the host "
+                "part so the engine picks a free port)",
+            )
+        return BoxFailed(f"Docker refused {doing}: {explanation}")
+
+    # --- reading -------------------------------------------------------------------------
+
+    def inspect(self, container: str) -> dict[str, Any] | None:
+        """Inspect output, or None if there is no such container."""
+        result: dict[str, Any] | None = self._get_or_none(DockerAPI.path("/containers/{}/json", container))
+        return result
+
+    def version(self) -> dict[str, Any]:
+        """GET /version: the engine's version and API version."""
+        result: dict[str, Any] = self._call("GET", "/version", doing="asking its version")
+        return result
+
+    def system_info(self) -> dict[str, Any]:
+        """GET /info: runtimes, storage root, CDI dirs."""
+        result: dict[str, Any] = self._call("GET", "/info", doing="asking for its configuration")
+        return result
+
+    def created_ns(self, container: str) -> int:
+        """When the engine created the container, in nanoseconds (0 if it is gone)."""
+        info = self.inspect(container)
+        return boxes.created_ns(info["Created"]) if info else 0
+
+    def find(self, container: str) -> boxes.Box | None:
+        """The box container named `container`, or None."""
+        info = self.inspect(container)
+        return boxes.from_inspect(info) if info else None
+
+    def list_boxes(self, owner: str | None) -> list[boxes.Box]:
+        """All devbox boxes (one owner's, or everyone's) in one API call."""
+        path = DockerAPI.path("/containers/json", all=1, filters={"label": labels.box_selector(owner)})
+        return [boxes.from_summary(item) for item in self._call("GET", path, doing="listing boxes")]
+
+    def image_exists(self, ref: str) -> bool:
+        """True when `ref` is in the engine's image store."""
+        return self._get_or_none(DockerAPI.path("/images/{}/json", ref)) is not None
+
+    def image_labels(self, ref: str) -> dict[str, str] | None:
+        """Labels of a local image (None when the engine does not have it)."""
+        info = self._get_or_none(DockerAPI.path("/images/{}/json", ref))
+        return None if info is None else dict((info.get("Config") or {}).get("Labels") or {})
+
+    def volumes(self, owner: str, box: str | None = None) -> list[str]:
+        """Names of an owner's devbox volumes, optionally only those made for `box`."""
+        selector = [f"{labels.OWNER}={owner}"] + ([f"{labels.BOX}={box}"] if box else [])
+        found = (
+            self._call("GET", DockerAPI.path("/volumes", filters={"label": selector})).get("Volumes") or []
+        )
+        return sorted(v["Name"] for v in found)
+
+    def volume_users(self, volume: str) -> list[str]:
+        """Containers (any state) that mount `volume`."""
+        items = self._call("GET", DockerAPI.path("/containers/json", all=1, filters={"volume": [volume]}))
+        return [(c.get("Names") or ["?"])[0].lstrip("/") for c in items]
+
+    # --- images (docker-py: registry auth, build contexts) ----------------------------------
+
+    def pull(self, ref: str, on_event: Callable[[dict[str, Any]], None]) -> None:
+        """Pull `ref`, reporting progress events; errors inside the stream are raised."""
+        from devbox.dockerpy_transport import client
+
+        last_segment = ref.rsplit("/", 1)[-1]
+        repo, tag = ref.rsplit(":", 1) if ":" in last_segment and "@" not in ref else (ref, None)
+        try:
+            for event in client().pull(repo, tag=tag, stream=True, decode=True):
+                if "error" in event or "errorDetail" in event:
+                    detail = (event.get("errorDetail") or {}).get("message") or event.get("error")
+                    raise BoxFailed(f"cannot pull {ref}: {detail}", _pull_hint(ref))
+                on_event(event)
+        except DevboxError:
+            raise
+        except Exception as exc:  # docker-py raises APIError, requests errors, ...
+            explanation = getattr(exc, "explanation", None) or str(exc)
+            raise BoxFailed(f"cannot pull {ref}: {explanation}", _pull_hint(ref)) from None
+
+    def build(self, spec: ContainerSpec, no_cache: bool, on_line: Callable[[str], None]) -> None:
+        """Build the image of a `build:` profile, streaming its output."""
+        from devbox.dockerpy_transport import client
+
+        assert spec.build is not None
+        tail: list[str] = []
+        try:
+            stream = client().build(
+                path=spec.build.context,
+                dockerfile=spec.build.dockerfile,
+                tag=spec.image,
+                buildargs=spec.build.args,
+                nocache=no_cache,
+                rm=True,
+                decode=True,
+                labels={labels.OWNER: spec.owner, labels.BOX: spec.box},
+            )
+            for event in stream:
+                if "error" in event:
+                    raise BoxFailed(
+                        f"building {spec.image} failed: {str(event['error']).strip()}",
+                        "last build output:\n" + "\n".join(tail[-10:]),
+                    )
+                for line in str(event.get("stream", "")).splitlines():
+                    tail.append(line)
+                    on_line(line)
+        except DevboxError:
+            raise
+        except Exception as exc:
+            raise BoxFailed(f"building {spec.image} failed: {exc}") from None
+
+    # --- containers ------------------------------------------------------------------------
+
+    def create(
+        self, spec: ContainerSpec, env: dict[str, str], extra_labels: dict[str, str] | None = None
+    ) -> str:
+        """Create (not start) the box's container; returns its id. Volumes it made are undone on failure."""
+        from devbox import engine_body
+
+        made = []
+        try:
+            for volume in engine_body.named_volumes(spec):
+                if self._get_or_none(DockerAPI.path("/volumes/{}", volume)) is None:
+                    body = {"Name": volume, "Labels": spec.volume_labels}
+                    self._call("POST", "/volumes/create", body, doing=f"creating volume {volume}")
+                    made.append(volume)
+            path = DockerAPI.path("/containers/create", name=spec.name)
+            body = engine_body.create_body(spec, env, extra_labels or {})
+            created = self._call("POST", path, body, doing=f"creating {spec.name}")
+        except BaseException:
+            for volume in made:
+                self.remove_volume(volume)
+            raise
+        return str(created["Id"])
+
+    def put_files(self, container: str, files: dict[str, tuple[str, int]]) -> None:
+        """Copy files ({absolute path: (text, mode)}, owned by root) into a container before it starts."""
+        import io
+        import tarfile
+
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            folders = sorted({str(PurePosixPath(p).parent) for p in files})
+            for folder in folders:
+                info = tarfile.TarInfo(folder.lstrip("/"))
+                info.type, info.mode = tarfile.DIRTYPE, 0o711
+                tar.addfile(info)
+            for path, (text, mode) in files.items():
+                data = text.encode()
+                info = tarfile.TarInfo(path.lstrip("/"))
+                info.size, info.mode = len(data), mode
+                tar.addfile(info, io.BytesIO(data))
+        try:
+            self.api.put_tar(DockerAPI.path("/containers/{}/archive", container, path="/"), buffer.getvalue())
+        except ApiError as exc:
+            raise self.error(exc, "copying the box's keys in") from None
+
+    def start(self, container: str) -> None:
+        """Start a created or stopped container."""
+        self._call("POST", DockerAPI.path("/containers/{}/start", container), doing="starting the box")
+
+    def stop(self, container: str, timeout: int = 10) -> None:
+        """Stop a container (SIGTERM, then SIGKILL after `timeout` s); gone is fine."""
+        try:
+            self.api.call("POST", DockerAPI.path("/containers/{}/stop", container, t=timeout))
+        except ApiError as exc:
+            if exc.status not in (304, 404):
+                raise self.error(exc, "stopping the box") from None
+
+    def remove(self, container: str) -> None:
+        """Force-remove a container; already gone (404) or being removed (409) is fine."""
+        try:
+            self.api.call("DELETE", DockerAPI.path("/containers/{}", container, force=1))
+        except ApiError as exc:
+            if exc.status not in (404, 409):
+                raise self.error(exc, "removing the box") from None
+
+    def remove_volume(self, name: str) -> bool:
+        """Remove a volume; False if a container still uses it. Gone already is fine."""
+        try:
+            self.api.call("DELETE", DockerAPI.path("/volumes/{}", name))
+        except ApiError as exc:
+            if exc.status == 409:
+                return False
+            if exc.status != 404:
+                raise self.error(exc, f"removing volume {name}") from None
+        return True
+
+    # --- logs and exec ---------------------------------------------------------------------
+
+    def _logs(
+        self, container: str, follow: bool, tail: int | str, since: float | None, tty: bool | None
+    ) -> tuple[Response, bool]:
+        if tty is None:  # callers holding the container's inspect output pass it and save a call
+            info = self.inspect(container) or {}
+            tty = bool((info.get("Config") or {}).get("Tty"))
+        path = DockerAPI.path(
+            "/containers/{}/logs",
+            container,
+            stdout=1,
+            stderr=1,
+            follow=int(follow),
+            tail=tail,
+            since=f"{since:.9f}" if since else None,
+        )
+        try:
+            return self.api.stream("GET", path), tty
+        except ApiError as exc:
+            raise self.error(exc, "reading logs") from None
+
+    def stream_logs(
+        self,
+        container: str,
+        follow: bool,
+        tail: int | str = "all",
+        since: float | None = None,
+        tty: bool | None = None,
+    ) -> Iterator[bytes]:
+        """The log as byte chunks, following new output if asked. `tty`: None = look it up."""
+        response, tty = self._logs(container, follow, tail, since, tty)
+        return response.chunks() if tty else demux(response.chunks())
+
+    def log_lines(
+        self, container: str, tail: int | str = "all", since: float | None = None, tty: bool | None = None
+    ) -> list[str]:
+        """The container's log as lines (not following)."""
+        chunks = self.stream_logs(container, False, tail, since, tty)
+        return b"".join(chunks).decode("utf-8", "replace").splitlines()
+
+    def follow(self, container: str, since: float | None = None, tty: bool | None = None) -> LogFollower:
+        """Start following the container's log in the background."""
+        response, tty = self._logs(container, True, "all", since, tty)
+        return LogFollower(response, tty)
+
+    def exec(self, container: str, argv: list[str], user: str = "") -> tuple[int, str]:
+        """Run a command in the box and collect its output (non-interactive)."""
+        body = {"AttachStdout": True, "AttachStderr": True, "Cmd": argv, "User": user}
+        exec_id = self._call("POST", DockerAPI.path("/containers/{}/exec", container), body)["Id"]
+        try:
+            response = self.api.stream(
+                "POST", DockerAPI.path("/exec/{}/start", exec_id), {"Detach": False, "Tty": False}
+            )
+        except ApiError as exc:
+            raise self.error(exc, "running a command in the box") from None
+        output = b"".join(demux(response.chunks())).decode("utf-8", "replace")
+        code = self._call("GET", DockerAPI.path("/exec/{}/json", exec_id)).get("ExitCode")
+        return int(code if code is not None else 1), output
+
+
+class LogFollower:
+    """Log lines from a follow stream, read in a thread so the reader can keep a deadline."""
+
+    _EOF = object()
+
+    def __init__(self, response: Response, tty: bool) -> None:
+        self._response = response
+        self._chunks = response.chunks() if tty else demux(response.chunks())
+        self._queue: queue.Queue[object] = queue.Queue()
+        self._thread = threading.Thread(target=self._pump, daemon=True)
+        self._thread.start()
+
+    def _pump(self) -> None:
+        for chunk in self._chunks:
+            self._queue.put(chunk)
+        self._queue.put(self._EOF)
+
+    def lines(self, deadline: float, tick: float = 0.25) -> Iterator[str | None]:
+        """Complete lines as they come; None every `tick` s of silence; ends at EOF or deadline."""
+        buffer = b""
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            try:
+                item = self._queue.get(timeout=min(tick, remaining))
+            except queue.Empty:
+                yield None
+                continue
+            if item is self._EOF:
+                if buffer:
+                    yield buffer.decode("utf-8", "replace")
+                return
+            assert isinstance(item, bytes)
+            buffer += item
+            *complete, buffer = buffer.split(b"\n")
+            for line in complete:
+                yield line.decode("utf-8", "replace")
+
+    def close(self) -> None:
+        """Stop following, waiting at most a second for the stream to let go."""
+        # Closing a stream another thread is reading can block (docker-py's urllib3 response)
+        # or raise (its SSH transport); neither may hold devbox up, so close on the side.
+        closer = threading.Thread(target=self._close_quietly, daemon=True)
+        closer.start()
+        closer.join(timeout=1.0)
+
+    def _close_quietly(self) -> None:
+        with contextlib.suppress(Exception):
+            self._response.close()

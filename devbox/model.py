@@ -1,0 +1,105 @@
+"""The profile as devbox understands it once loaded, merged and validated: plain frozen data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from devbox.errors import Origin
+
+GpuKind = Literal["none", "all", "count", "devices"]
+
+
+@dataclass(frozen=True)
+class GpuRequest:
+    """Which GPUs a box asks for: none, all, a count, or specific indices/UUIDs."""
+
+    kind: GpuKind = "none"
+    count: int = 0
+    devices: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        """The request as a user would write it: "all", "none", "2", "0,3"."""
+        if self.kind == "count":
+            return str(self.count)
+        if self.kind == "devices":
+            return ",".join(self.devices)
+        return self.kind
+
+
+@dataclass(frozen=True)
+class PortSpec:
+    """A named container port, published on an engine-chosen or fixed host port."""
+
+    name: str
+    container: int
+    host: int | None
+    origin: Origin
+
+
+@dataclass(frozen=True)
+class VolumeSpec:
+    """A bind mount (absolute host path) or a named volume (short name, owner prefix added later)."""
+
+    kind: Literal["bind", "volume"]
+    source: str
+    target: str
+    readonly: bool
+    origin: Origin
+
+
+@dataclass(frozen=True)
+class BuildSpec:
+    """How to build the box's image from a Dockerfile."""
+
+    context: str
+    dockerfile: str
+    args: dict[str, str]
+
+
+@dataclass(frozen=True)
+class CredentialPattern:
+    """An extra log pattern; its `value` group is the credential."""
+
+    name: str
+    pattern: str
+
+
+@dataclass(frozen=True)
+class Resources:
+    """CPU, memory and process quotas; None means no limit."""
+
+    cpus: float | None = None
+    memory: int | None = None
+    pids: int | None = None
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A fully resolved profile: every layer merged, every value checked."""
+
+    name: str
+    path: str
+    image: str | None
+    build: BuildSpec | None
+    command: tuple[str, ...] | None
+    gpus: GpuRequest
+    shm_size: int | None
+    resources: Resources
+    ports: tuple[PortSpec, ...]
+    volumes: tuple[VolumeSpec, ...]
+    env: dict[str, str]
+    env_files: tuple[str, ...]
+    user: str | None
+    workdir: str | None
+    labels: dict[str, str]
+    ready_timeout: float
+    credentials: tuple[CredentialPattern, ...]
+    ssh_authorized_keys: str | None = None
+    ssh_password: bool = False
+    chain: tuple[str, ...] = ()
+    origins: dict[str, Origin] = field(default_factory=dict)
+
+    def origin(self, key: str) -> Origin:
+        """Where the winning value of top-level `key` was set (the profile file if unknown)."""
+        return self.origins.get(key, Origin(self.path))

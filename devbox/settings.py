@@ -1,0 +1,104 @@
+"""Where devbox looks for things, and who is asking: paths and environment in one object.
+
+Built once at the edge (`from_environment`) and passed down, so the pure layers never read
+`os.environ` themselves and tests can hand them any environment.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from devbox.errors import InvalidInput, Origin, Problem
+
+# Docker container and volume names allow [a-zA-Z0-9][a-zA-Z0-9_.-]*; an owner is part of both.
+_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+
+
+def is_valid_name(name: str) -> bool:
+    """True when `name` can be part of a Docker container or volume name."""
+    return bool(_NAME_RE.match(name))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The caller, their environment and the folders devbox reads."""
+
+    environ: Mapping[str, str]
+    cwd: Path
+    home: Path
+    owner: str
+    uid: int
+    gid: int
+    user_config_dir: Path
+    lab_dir: Path
+    policy_path: Path
+    policy_path_explicit: bool
+    login: str = ""
+
+    @property
+    def user_profiles_dir(self) -> Path:
+        """The caller's own profile library."""
+        return self.user_config_dir / "profiles"
+
+    @property
+    def lab_profiles_dir(self) -> Path:
+        """Profiles the lab admin provides to everyone on the host."""
+        return self.lab_dir / "profiles"
+
+    def interpolation_env(self) -> dict[str, str]:
+        """Variables `${VAR}` may name: the environment plus the ones devbox always defines."""
+        env = dict(self.environ)
+        env["PWD"] = str(self.cwd)
+        env["HOME"] = str(self.home)
+        env["DEVBOX_USER"] = self.owner
+        return env
+
+
+def bundled_profiles_dir() -> Path:
+    """The profiles shipped with devbox: inside the wheel, or `profiles/` of a source checkout."""
+    package_dir = Path(__file__).resolve().parent
+    installed = package_dir / "bundled_profiles"
+    if installed.is_dir():
+        return installed
+    return package_dir.parent / "profiles"
+
+
+def from_environment(environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> Settings:
+    """Read the caller's identity and devbox's folders from the environment."""
+    env = dict(os.environ if environ is None else environ)
+    home = Path(env.get("HOME") or Path.home())
+    login = getpass.getuser()
+    owner = env.get("DEVBOX_USER") or login
+    if not is_valid_name(owner):
+        source = "DEVBOX_USER" if env.get("DEVBOX_USER") else "your login name"
+        raise InvalidInput(
+            f"{owner!r} cannot be a box owner",
+            [
+                Problem(
+                    Origin(source),
+                    "an owner name is letters, digits, '_', '.' and '-', starting with a letter or digit",
+                )
+            ],
+            hint="set DEVBOX_USER to a simple name, e.g. DEVBOX_USER=alice",
+        )
+    config_home = Path(env.get("XDG_CONFIG_HOME") or home / ".config")
+    lab_dir = Path(env.get("DEVBOX_LAB_DIR") or "/etc/devbox")
+    policy_env = env.get("DEVBOX_POLICY")
+    return Settings(
+        environ=env,
+        cwd=cwd or Path.cwd(),
+        home=home,
+        owner=owner,
+        uid=os.getuid(),
+        gid=os.getgid(),
+        user_config_dir=Path(env.get("DEVBOX_CONFIG_DIR") or config_home / "devbox"),
+        lab_dir=lab_dir,
+        policy_path=Path(policy_env) if policy_env else lab_dir / "policy.yaml",
+        policy_path_explicit=bool(policy_env),
+        login=login,
+    )

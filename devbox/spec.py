@@ -1,0 +1,299 @@
+"""Profile → ContainerSpec: exactly what devbox asks the engine for, as data.
+
+Pure: no engine, no file reads. From a spec come the `docker run` argv that `devbox render`
+prints and the JSON form; the spec hash tells `up` whether a running box still matches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shlex
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal
+
+from devbox import __version__, labels, sizes
+from devbox.model import BuildSpec, GpuRequest, Profile
+
+
+@dataclass(frozen=True)
+class HostContext:
+    """Who runs the box and where ports are published."""
+
+    owner: str
+    uid: int
+    gid: int
+    bind_address: str = "127.0.0.1"
+    login: str = ""  # the caller's login name, for the user a devbox image creates
+
+
+@dataclass(frozen=True)
+class PortBinding:
+    """A container port published on `address`; host None = the engine picks a free port."""
+
+    name: str
+    container: int
+    host: int | None
+    address: str
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A bind mount or a named volume, with the final (owner-prefixed) volume name."""
+
+    type: Literal["bind", "volume"]
+    source: str
+    target: str
+    readonly: bool
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """Everything needed to create the box's container."""
+
+    name: str
+    box: str
+    owner: str
+    image: str
+    build: BuildSpec | None
+    command: tuple[str, ...] | None
+    hostname: str
+    env: dict[str, str]
+    env_files: tuple[str, ...]
+    labels: dict[str, str]
+    volume_labels: dict[str, str]
+    ports: tuple[PortBinding, ...]
+    mounts: tuple[Mount, ...]
+    gpus: GpuRequest
+    shm_size: int | None
+    memory: int | None
+    nano_cpus: int | None
+    pids_limit: int | None
+    user: str | None
+    workdir: str | None
+    init: bool = True
+    security_opt: tuple[str, ...] = ("no-new-privileges",)
+    protocol: bool = False  # the image follows the devbox image protocol (docs/image.md)
+    gpus_declared: bool = False  # allocated from a declared inventory: no device request
+    spec_hash: str = field(default="")
+
+
+def container_name(owner: str, box: str) -> str:
+    """The container of `owner`'s box `box`."""
+    return f"devbox-{owner}-{box}"
+
+
+def volume_name(owner: str, volume: str) -> str:
+    """A named volume is per owner, so two people's `data:` never meet."""
+    return f"devbox-{owner}-{volume}"
+
+
+def gpu_label(gpus: GpuRequest) -> str:
+    """The `devbox.gpus` label: none, all, count:N (engine picks) or the device ids."""
+    return f"count:{gpus.count}" if gpus.kind == "count" else gpus.describe()
+
+
+def _user(profile_user: str | None, ctx: HostContext) -> str | None:
+    if profile_user == "host":
+        return f"{ctx.uid}:{ctx.gid}"
+    return profile_user
+
+
+def _account_name(name: str) -> str:
+    # useradd wants [a-z_][a-z0-9_-]*; owner and login names are usually that already.
+    cleaned = re.sub(r"[^a-z0-9_-]", "_", name.lower())[:32]
+    return cleaned if cleaned[:1].isalpha() or cleaned[:1] == "_" else f"u{cleaned}"[:32]
+
+
+def protocol_env(profile: Profile, ctx: HostContext) -> dict[str, str]:
+    """What a devbox-protocol image is told instead of `--user`: whom to create and run as.
+
+    The box starts as root (to make the user and run sshd) and drops to that user itself.
+    """
+    env: dict[str, str] = {}
+    user = profile.user
+    if user == "host" or (user and user[0].isdigit()):
+        uid, _, gid = (f"{ctx.uid}:{ctx.gid}" if user == "host" else user).partition(":")
+        env = {
+            "DEVBOX_USER_NAME": _account_name(ctx.login or ctx.owner),
+            "DEVBOX_UID": uid,
+            "DEVBOX_GID": gid or uid,
+        }
+    elif user and user != "root":
+        env = {"DEVBOX_USER_NAME": user}
+    if profile.ssh_password:
+        env["DEVBOX_SSH_PASSWORD"] = "1"
+    return env
+
+
+def _hash(spec: ContainerSpec) -> str:
+    data = asdict(spec)
+    data.pop("spec_hash")
+    data["labels"] = {k: v for k, v in spec.labels.items() if k != labels.SPEC_HASH}
+    blob = json.dumps(data, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def build(profile: Profile, ctx: HostContext, protocol: bool = False) -> ContainerSpec:
+    """The container spec for `profile` run by `ctx.owner`, hash included.
+
+    `protocol`: the image follows the devbox image protocol (it carries the devbox.protocol
+    label): the user is passed in the environment, not as `--user`.
+    """
+    box = profile.name
+    owner_labels = {labels.OWNER: ctx.owner, labels.BOX: box}
+    image = profile.image
+    if image is None:
+        # Built images are per owner and box; the tag changes when the build inputs do.
+        assert profile.build is not None
+        digest = hashlib.sha256(json.dumps(asdict(profile.build), sort_keys=True).encode()).hexdigest()[:12]
+        image = f"devbox/{ctx.owner}-{box}:{digest}"
+    res = profile.resources
+    spec = ContainerSpec(
+        name=container_name(ctx.owner, box),
+        box=box,
+        owner=ctx.owner,
+        image=image,
+        build=profile.build,
+        command=profile.command,
+        hostname=box.replace("_", "-").replace(".", "-"),
+        env={**(protocol_env(profile, ctx) if protocol else {}), **profile.env},
+        env_files=profile.env_files,
+        labels={
+            **profile.labels,
+            **owner_labels,
+            labels.PROFILE: profile.path,
+            labels.GPUS: gpu_label(profile.gpus),
+            labels.PORTS: ",".join(f"{p.name}:{p.container}" for p in profile.ports),
+            **({labels.CPUS: str(round(res.cpus * 1e9))} if res.cpus is not None else {}),
+            **({labels.MEMORY: str(res.memory)} if res.memory is not None else {}),
+            labels.VERSION: __version__,
+        },
+        volume_labels={**profile.labels, **owner_labels},
+        ports=tuple(PortBinding(p.name, p.container, p.host, ctx.bind_address) for p in profile.ports),
+        mounts=tuple(
+            Mount(
+                v.kind,
+                v.source if v.kind == "bind" else volume_name(ctx.owner, v.source),
+                v.target,
+                v.readonly,
+            )
+            for v in profile.volumes
+        ),
+        gpus=profile.gpus,
+        shm_size=profile.shm_size,
+        memory=res.memory,
+        nano_cpus=round(res.cpus * 1e9) if res.cpus is not None else None,
+        pids_limit=res.pids,
+        user=None if protocol else _user(profile.user, ctx),
+        workdir=profile.workdir,
+        protocol=protocol,
+    )
+    digest = _hash(spec)
+    return replace(spec, spec_hash=digest, labels={**spec.labels, labels.SPEC_HASH: digest})
+
+
+def with_gpus(spec: ContainerSpec, ids: tuple[str, ...], declared: bool) -> ContainerSpec:
+    """The spec with the GPUs allocation picked: device ids, NVIDIA_VISIBLE_DEVICES, labels.
+
+    The spec hash stays that of the request, so a later `up` of the same profile matches.
+    """
+    visible = ",".join(ids)
+    box_labels = {**spec.labels, labels.GPUS: visible}
+    if declared:
+        box_labels[labels.GPUS_DECLARED] = "1"
+    return replace(
+        spec,
+        gpus=GpuRequest("devices", devices=ids),
+        env={**spec.env, "NVIDIA_VISIBLE_DEVICES": visible},
+        labels=box_labels,
+        gpus_declared=declared,
+    )
+
+
+def _gpu_flag(gpus: GpuRequest) -> list[str]:
+    if gpus.kind == "all":
+        return ["--gpus", "all"]
+    if gpus.kind == "count":
+        return ["--gpus", str(gpus.count)]
+    if gpus.kind == "devices":
+        # The inner quotes keep docker's CSV parser from splitting the id list at the comma.
+        return ["--gpus", f'"device={",".join(gpus.devices)}"']
+    return []
+
+
+def _publish(port: PortBinding) -> str:
+    address = f"[{port.address}]" if ":" in port.address else port.address
+    return f"{address}:{port.host or ''}:{port.container}"
+
+
+def _mount_args(mount: Mount, volume_labels: dict[str, str]) -> list[str]:
+    if mount.type == "bind" and not any(c in mount.source + mount.target for c in ":,"):
+        # -v (not --mount) so a missing folder is created, as users expect from docker run -v.
+        return ["-v", f"{mount.source}:{mount.target}" + (":ro" if mount.readonly else "")]
+    parts = [f"type={mount.type}", f"source={mount.source}", f"target={mount.target}"]
+    if mount.readonly:
+        parts.append("readonly")
+    if mount.type == "volume":
+        parts += [f"volume-label={k}={v}" for k, v in volume_labels.items()]
+    return ["--mount", ",".join(parts)]
+
+
+def docker_run_argv(spec: ContainerSpec) -> list[str]:
+    """The `docker run -d …` equivalent of `spec`, as an argument list."""
+    argv = ["docker", "run", "-d", "--name", spec.name, "--hostname", spec.hostname]
+    if spec.init:
+        argv.append("--init")
+    for opt in spec.security_opt:
+        argv += ["--security-opt", opt]
+    if not spec.gpus_declared:
+        argv += _gpu_flag(spec.gpus)
+    if spec.shm_size is not None:
+        argv += ["--shm-size", sizes.format_size(spec.shm_size)]
+    if spec.memory is not None:
+        argv += ["--memory", sizes.format_size(spec.memory)]
+    if spec.nano_cpus is not None:
+        argv += ["--cpus", f"{spec.nano_cpus / 1e9:g}"]
+    if spec.pids_limit is not None:
+        argv += ["--pids-limit", str(spec.pids_limit)]
+    for port in spec.ports:
+        argv += ["-p", _publish(port)]
+    for mount in spec.mounts:
+        argv += _mount_args(mount, spec.volume_labels)
+    for env_file in spec.env_files:
+        argv += ["--env-file", env_file]
+    for key, value in spec.env.items():
+        argv += ["-e", f"{key}={value}"]
+    for key, value in spec.labels.items():
+        argv += ["--label", f"{key}={value}"]
+    if spec.workdir:
+        argv += ["-w", spec.workdir]
+    if spec.user:
+        argv += ["--user", spec.user]
+    argv.append(spec.image)
+    argv += list(spec.command or ())
+    return argv
+
+
+def docker_build_argv(spec: ContainerSpec) -> list[str] | None:
+    """The `docker build` that makes the image of a `build:` profile; None for a plain image."""
+    if spec.build is None:
+        return None
+    argv = ["docker", "build", "-t", spec.image, "-f", f"{spec.build.context}/{spec.build.dockerfile}"]
+    for key, value in spec.build.args.items():
+        argv += ["--build-arg", f"{key}={value}"]
+    return [*argv, spec.build.context]
+
+
+def shell_command(argv: list[str]) -> str:
+    """`argv` quoted for a POSIX shell, copy-pastable."""
+    return shlex.join(argv)
+
+
+def to_json(spec: ContainerSpec) -> dict[str, Any]:
+    """The spec as JSON-ready data, with the equivalent docker commands."""
+    data = asdict(spec)
+    data["docker_run"] = docker_run_argv(spec)
+    data["docker_build"] = docker_build_argv(spec)
+    return data

@@ -1,0 +1,110 @@
+"""SSH key material: the caller's login key, each box's host key, devbox's known_hosts file.
+
+paramiko makes the keys (RSA for a caller without one, ECDSA for host keys: paramiko cannot
+generate Ed25519). Host keys are made by devbox and copied into the box before it starts, so
+the very first login is verified against a key devbox recorded, never trust-on-first-use.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from devbox.errors import DevboxError
+
+KNOWN_HOSTS = "known_hosts"
+DEVBOX_KEY = "id_rsa_devbox"
+
+
+@dataclass(frozen=True)
+class LoginKey:
+    """The public key to authorize, and the private key file to log in with (None: ssh's default)."""
+
+    public: str
+    identity_file: str | None
+    generated: bool = False
+
+
+def login_key(config_dir: Path, home: Path, explicit: str | None) -> LoginKey:
+    """The profile's key, else ~/.ssh/id_ed25519.pub, else id_rsa.pub, else devbox's own (made once)."""
+    candidates = [Path(explicit)] if explicit else [home / ".ssh/id_ed25519.pub", home / ".ssh/id_rsa.pub"]
+    for public in candidates:
+        if public.is_file():
+            private = public.with_suffix("") if public.suffix == ".pub" else None
+            identity = str(private) if private and private.is_file() else None
+            return LoginKey(public.read_text().strip(), identity)
+    private = config_dir / DEVBOX_KEY
+    public_path = private.with_name(private.name + ".pub")
+    if not private.is_file():
+        import paramiko
+
+        key = paramiko.RSAKey.generate(3072)
+        config_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Created 0600 from the start: the key is never readable by others, not even briefly.
+        fd = os.open(private, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            key.write_private_key(handle)
+        public_path.write_text(f"{key.get_name()} {key.get_base64()} devbox\n")
+        return LoginKey(public_path.read_text().strip(), str(private), generated=True)
+    if not public_path.is_file():
+        raise DevboxError(f"{public_path} is missing", f"delete {private} so devbox makes a new pair")
+    return LoginKey(public_path.read_text().strip(), str(private))
+
+
+@dataclass(frozen=True)
+class HostKey:
+    """A box's SSH host key: the private half goes into the box, the public half to known_hosts."""
+
+    private_pem: str
+    public: str  # "ecdsa-sha2-nistp256 AAAA..."
+
+
+def new_host_key() -> HostKey:
+    """A fresh ECDSA P-256 host key."""
+    import paramiko
+
+    key = paramiko.ECDSAKey.generate()
+    buffer = io.StringIO()
+    key.write_private_key(buffer)
+    return HostKey(buffer.getvalue(), f"{key.get_name()} {key.get_base64()}")
+
+
+def host_alias(owner: str, box: str) -> str:
+    """The name a box's host key is filed under (ssh -o HostKeyAlias), stable across port changes."""
+    return f"devbox-{owner}-{box}"
+
+
+def known_hosts_path(config_dir: Path) -> Path:
+    """devbox's own known_hosts file (ssh's UserKnownHostsFile for devbox boxes)."""
+    return config_dir / KNOWN_HOSTS
+
+
+def record_host_key(config_dir: Path, alias: str, public: str) -> None:
+    """File `public` under `alias`, replacing what was filed there (a rebuild makes a new key)."""
+    path = known_hosts_path(config_dir)
+    lines = [line for line in _read(path) if line.split(" ", 1)[0] != alias]
+    lines.append(f"{alias} {public}")
+    config_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.write_text("".join(f"{line}\n" for line in lines))
+
+
+def forget_host_key(config_dir: Path, alias: str) -> None:
+    """Drop `alias` from known_hosts (its box is gone)."""
+    path = known_hosts_path(config_dir)
+    if path.is_file():
+        path.write_text("".join(f"{line}\n" for line in _read(path) if line.split(" ", 1)[0] != alias))
+
+
+def recorded_host_key(config_dir: Path, alias: str) -> str | None:
+    """The public key filed under `alias`, or None."""
+    for line in _read(known_hosts_path(config_dir)):
+        name, _, key = line.partition(" ")
+        if name == alias:
+            return key
+    return None
+
+
+def _read(path: Path) -> list[str]:
+    return [line for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []

@@ -1,0 +1,94 @@
+"""Lifecycle edges on a real engine: deadlines, Ctrl-C, GPUs, switch, info, logs, docker-py transport."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.integration.conftest import Caller, Engine, docker
+from tests.integration.test_lifecycle import NOTEBOOK6, container_exists, http_status, up_json
+
+
+def test_deadline_names_what_is_missing_and_leaves_the_box_running(caller: Caller, engine: Engine) -> None:
+    profile = caller.write_profile(
+        "mute",
+        f"image: {NOTEBOOK6}\nports: {{jupyter: 8888}}\ncommand: [sleep, infinity]\nready: {{timeout: 2}}",
+    )
+    result = caller.devbox("up", str(profile), check=False)
+    assert result.returncode == 1
+    assert "did not print its jupyter URL within 2 s" in result.stderr
+    assert "devbox logs mute" in result.stderr
+    assert engine.inspect("container", caller.container("mute"))["State"]["Running"] is True
+
+
+def test_ctrl_c_removes_the_half_made_box(caller: Caller, engine: Engine) -> None:
+    profile = caller.write_profile(
+        "quit",
+        f"image: {NOTEBOOK6}\nports: {{jupyter: 8888}}\ncommand: [sleep, infinity]\nready: {{timeout: 60}}",
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "devbox", "up", str(profile)],
+        cwd=caller.cwd,
+        env=caller.environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while not container_exists(caller.container("quit")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)  # now it is waiting for the log
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert not container_exists(caller.container("quit"))
+
+
+def test_gpus_on_an_engine_without_gpu_runtime_fail_with_the_fix(caller: Caller, engine: Engine) -> None:
+    if engine.has_gpu_runtime:
+        pytest.skip("this engine has a GPU runtime: the failure path cannot happen here")
+    profile = caller.write_profile("gpu", f"image: {NOTEBOOK6}\nports: {{jupyter: 8888}}\ngpus: all")
+    result = caller.devbox("up", str(profile), check=False)
+    assert result.returncode == 1
+    assert "no GPU runtime" in result.stderr and "NVIDIA Container Toolkit" in result.stderr
+    assert "--gpus none" in result.stderr
+    assert not container_exists(caller.container("gpu"))
+    assert "jupyter" in up_json(caller, str(profile), "--gpus", "none")["ports"]
+
+
+def test_switch_stops_the_other_boxes_and_info_and_logs_work(caller: Caller, engine: Engine) -> None:
+    first = caller.write_profile("first", f"image: {NOTEBOOK6}\nports: {{jupyter: 8888}}")
+    second = caller.write_profile("second", f"image: {NOTEBOOK6}\nports: {{jupyter: 8888}}")
+    up_json(caller, str(first))
+    switched = json.loads(caller.devbox("switch", str(second), "--json").stdout)
+    assert switched["stopped"] == ["first"] and switched["name"] == "second"
+    assert engine.inspect("container", caller.container("first"))["State"]["Running"] is False
+    # info re-reads the credentials from the log; the token works.
+    info = json.loads(caller.devbox("info", "second", "--json").stdout)
+    assert info["jupyter"]["token"] == switched["jupyter"]["token"]
+    assert http_status(info["jupyter"]["url"].replace("?token=", "api/status?token=")) == 200
+    # A stopped box comes back with `up`, and reports this run's token, not the old one.
+    again = up_json(caller, str(first))
+    assert again["action"] == "started"
+    assert http_status(again["jupyter"]["url"].replace("?token=", "api/status?token=")) == 200
+    assert "Jupyter Notebook" in caller.devbox("logs", "first", "--tail", "20").stdout
+    ls = json.loads(caller.devbox("ls", "--json").stdout)
+    assert sorted((b["name"], b["status"]) for b in ls) == [("first", "running"), ("second", "running")]
+
+
+def test_the_docker_py_transport_drives_the_same_lifecycle(caller: Caller, engine: Engine) -> None:
+    caller.environ["DEVBOX_ENGINE_CLIENT"] = "docker-py"
+    profile = caller.write_profile(
+        "viapy", f"image: {NOTEBOOK6}\nports: {{jupyter: 8888}}\nvolumes: [pydata:/data]"
+    )
+    box = up_json(caller, str(profile))
+    assert http_status(box["jupyter"]["url"].replace("?token=", "api/status?token=")) == 200
+    assert [b["name"] for b in json.loads(caller.devbox("ls", "--json").stdout)] == ["viapy"]
+    caller.devbox("down", "viapy", "--purge", "--yes")
+    assert not container_exists(caller.container("viapy"))
+    assert docker("volume", "inspect", f"devbox-{caller.owner}-pydata", check=False).returncode != 0

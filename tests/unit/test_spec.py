@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+import shlex
+
+from devbox import ops, spec
+from devbox.flags import Overrides
+from tests.conftest import Sandbox
+
+
+def argv(sandbox: Sandbox, ref: str, overrides: Overrides | None = None) -> list[str]:
+    return spec.docker_run_argv(ops.resolve(ref, sandbox.settings(), overrides).spec)
+
+
+def flag_values(args: list[str], flag: str) -> list[str]:
+    return [args[i + 1] for i, a in enumerate(args) if a == flag]
+
+
+def test_pytorch_profile_renders_the_docker_run_the_seeds_describe(sandbox: Sandbox) -> None:
+    args = argv(sandbox, "pytorch-gpu")
+    assert args[:3] == ["docker", "run", "-d"]
+    assert flag_values(args, "--name") == ["devbox-alice-pytorch-gpu"]
+    assert flag_values(args, "--gpus") == ["all"]
+    assert flag_values(args, "--shm-size") == ["8g"]
+    assert flag_values(args, "--memory") == ["16g"]
+    assert flag_values(args, "--cpus") == ["4"]
+    assert flag_values(args, "--pids-limit") == ["4096"]
+    assert flag_values(args, "-p") == ["127.0.0.1::8888", "127.0.0.1::22"]
+    assert flag_values(args, "-v") == [f"{sandbox.cwd}/notebooks:/workspace"]
+    [volume] = flag_values(args, "--mount")
+    assert volume.startswith("type=volume,source=devbox-alice-data,target=/data,")
+    assert "volume-label=devbox.owner=alice" in volume
+    assert flag_values(args, "--security-opt") == ["no-new-privileges"]
+    assert "--init" in args
+    labels = dict(v.split("=", 1) for v in flag_values(args, "--label"))
+    assert labels["devbox.owner"] == "alice" and labels["devbox.box"] == "pytorch-gpu"
+    assert len(labels["devbox.spec-hash"]) == 12
+    assert args[-1].startswith("pytorch/pytorch:")
+
+
+def test_gpu_flags(sandbox: Sandbox) -> None:
+    assert flag_values(argv(sandbox, "pytorch-gpu", Overrides(gpus="2")), "--gpus") == ["2"]
+    devices = flag_values(argv(sandbox, "pytorch-gpu", Overrides(gpus="0,3")), "--gpus")
+    assert devices == ['"device=0,3"']
+    assert "--gpus" not in argv(sandbox, "pytorch-gpu", Overrides(gpus="none"))
+
+
+def test_user_host_is_the_callers_uid_and_fixed_ports_and_readonly(sandbox: Sandbox) -> None:
+    sandbox.write(
+        "work/p.yaml",
+        "image: x\nuser: host\nports: {web: '8080:80'}\n"
+        "volumes: [{source: /srv/a, target: /a, readonly: true}]\n"
+        "command: python -m http.server 80\nenv_file: .env\n",
+    )
+    sandbox.write("work/.env", "SECRET=x\n")
+    args = argv(sandbox, "p.yaml")
+    settings = sandbox.settings()
+    assert flag_values(args, "--user") == [f"{settings.uid}:{settings.gid}"]
+    assert flag_values(args, "-p") == ["127.0.0.1:8080:80"]
+    assert flag_values(args, "-v") == ["/srv/a:/a:ro"]
+    # Values from env files stay in the file: the command line names the file only.
+    assert flag_values(args, "--env-file") == [str(sandbox.cwd / ".env")]
+    assert args[-5:] == ["x", "python", "-m", "http.server", "80"]
+
+
+def test_rendered_command_is_shell_safe(sandbox: Sandbox) -> None:
+    sandbox.write("work/p.yaml", 'image: x\nenv: {GREETING: "it\'s $$HOME; rm -rf /"}\n')
+    args = argv(sandbox, "p.yaml")
+    assert shlex.split(spec.shell_command(args)) == args
+    assert "GREETING=it's $HOME; rm -rf /" in args
+
+
+def test_spec_hash_follows_the_profile(sandbox: Sandbox) -> None:
+    settings = sandbox.settings()
+    first = ops.resolve("default", settings).spec.spec_hash
+    assert ops.resolve("default", settings).spec.spec_hash == first
+    assert ops.resolve("default", settings, Overrides(shm_size="2g")).spec.spec_hash != first
+
+
+def test_build_profiles_get_a_per_owner_tag_and_a_build_command(sandbox: Sandbox) -> None:
+    sandbox.write("work/ctx/Dockerfile", "FROM scratch\n")
+    sandbox.write("work/p.yaml", "build: {context: ./ctx, args: {PY: '3.11'}}\n")
+    resolved = ops.resolve("p.yaml", sandbox.settings())
+    assert resolved.spec.image.startswith("devbox/alice-p:")
+    build = spec.docker_build_argv(resolved.spec)
+    assert build == [
+        "docker", "build", "-t", resolved.spec.image, "-f", f"{sandbox.cwd}/ctx/Dockerfile",
+        "--build-arg", "PY=3.11", str(sandbox.cwd / "ctx"),
+    ]  # fmt: skip
