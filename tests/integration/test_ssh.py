@@ -7,7 +7,6 @@ import os
 import pwd
 import shutil
 import subprocess
-import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -19,10 +18,9 @@ import paramiko
 import pytest
 
 from tests.integration.conftest import OWNER_PREFIX, RUN_ID, TEST_LABEL, Engine, docker
+from tests.integration.runas import Runtime, runtime_for
 from tests.integration.test_lifecycle import http_status
 
-REPO = Path(__file__).resolve().parents[2]
-DEFAULT_PROFILE = REPO / "profiles" / "default.yaml"
 TEST_ACCOUNT = "devbox-it"
 
 
@@ -36,6 +34,7 @@ class Person:
     home: Path
     work: Path
     owner: str
+    runtime: Runtime
 
     def env(self) -> dict[str, str]:
         return {
@@ -44,6 +43,7 @@ class Person:
             "DEVBOX_USER": self.owner,
             "DEVBOX_LAB_DIR": str(self.home / "lab"),
             **({"DOCKER_HOST": os.environ["DOCKER_HOST"]} if "DOCKER_HOST" in os.environ else {}),
+            **self.runtime.env,
         }
 
     def run(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -64,38 +64,47 @@ class Person:
         return result
 
     def devbox(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return self.run(sys.executable, "-m", "devbox", *args, check=check)
+        return self.run(self.runtime.python, "-m", "devbox", *args, check=check)
 
     def up(self, *args: str) -> dict[str, Any]:
         data: dict[str, Any] = json.loads(self.devbox("up", *args, "--json").stdout)
         return data
 
 
-@pytest.fixture
-def person(engine: Engine) -> Iterator[Person]:
-    """A real non-root account (created here, as root) whose boxes the session sweep removes."""
+@pytest.fixture(scope="module")
+def account(engine: Engine) -> Iterator[tuple[pwd.struct_passwd, Runtime]]:
+    """A real non-root account (created here, as root) and a Python it can run devbox with."""
     if os.geteuid() != 0:
         pytest.fail("these tests create a non-root account and need root (CI runs as root)")
     try:
-        account = pwd.getpwnam(TEST_ACCOUNT)
+        entry = pwd.getpwnam(TEST_ACCOUNT)
     except KeyError:
         subprocess.run(["useradd", "-l", "-M", "-s", "/bin/sh", TEST_ACCOUNT], check=True)
-        account = pwd.getpwnam(TEST_ACCOUNT)
+        entry = pwd.getpwnam(TEST_ACCOUNT)
+    scratch = Path(tempfile.gettempdir()) / f"devbox-it-runtime-{RUN_ID}"
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": "/"}
+    yield entry, runtime_for((entry.pw_uid, entry.pw_gid), scratch, env)
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
+@pytest.fixture
+def person(account: tuple[pwd.struct_passwd, Runtime]) -> Iterator[Person]:
+    """The test account in its own HOME and work folder, as an owner the session sweep removes."""
+    entry, runtime = account
     root = Path(tempfile.mkdtemp(prefix="devbox-ssh-test-"))
     home, work = root / "home", root / "work"
     for folder in (root, home, work, home / "lab"):
         folder.mkdir(exist_ok=True)
-        os.chown(folder, account.pw_uid, account.pw_gid)
-    yield Person(
-        TEST_ACCOUNT, account.pw_uid, account.pw_gid, home, work, f"{OWNER_PREFIX}-{uuid.uuid4().hex[:4]}"
-    )
+        os.chown(folder, entry.pw_uid, entry.pw_gid)
+    owner = f"{OWNER_PREFIX}-{uuid.uuid4().hex[:4]}"
+    yield Person(TEST_ACCOUNT, entry.pw_uid, entry.pw_gid, home, work, owner, runtime)
     shutil.rmtree(root, ignore_errors=True)
 
 
 def _profile(person: Person, name: str, extra: str = "") -> Path:
-    """The bundled default profile, plus this run's label (and any extra keys)."""
+    """The bundled default profile (by name), plus this run's label (and any extra keys)."""
     path = person.work / f"{name}.yaml"
-    path.write_text(f'extends: {DEFAULT_PROFILE}\nlabels: {{"{TEST_LABEL}": "{RUN_ID}"}}\n{extra}')
+    path.write_text(f'extends: default\nlabels: {{"{TEST_LABEL}": "{RUN_ID}"}}\n{extra}')
     os.chown(path, person.uid, person.gid)
     return path
 
