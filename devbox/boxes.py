@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from devbox import labels
+from devbox.errors import DevboxError
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,7 @@ def port_names_from_label(value: str) -> dict[int, str]:
     names = {}
     for item in filter(None, value.split(",")):
         name, _, port = item.partition(":")
-        if port.isdigit():
+        if port.isdecimal():
             names[int(port)] = name
     return names
 
@@ -202,3 +203,16 @@ def from_inspect(info: dict[str, Any]) -> Box:
         pids_limit=host_config.get("PidsLimit") or None,
         tty=bool(config.get("Tty")),
     )
+
+
+def check_owner(box: Box, owner: str) -> None:
+    """Refuse to act on a box that merely shares the caller's container name.
+
+    Names are devbox-<owner>-<box>, so owner `ann` with box `lee-nb` and owner `ann-lee`
+    with box `nb` meet at one name; only the labels say whose box it is.
+    """
+    if box.owner != owner:
+        raise DevboxError(
+            f"the container name {box.container} is taken by {box.owner}'s box '{box.name}'",
+            "give your box another name: the box is named after its profile file",
+        )

@@ -83,6 +83,8 @@ class Engine:
     def __init__(self, api: DockerAPI, host: str) -> None:
         self.api = api
         self.host = host
+        # Volumes create() made in this process: a box that fails to start takes them back.
+        self.volumes_made: list[str] = []
 
     def _call(self, method: str, path: str, body: Any = None, doing: str = "talking to it") -> Any:
         try:
@@ -143,10 +145,21 @@ class Engine:
         info = self.inspect(container)
         return boxes.created_ns(info["Created"]) if info else 0
 
-    def find(self, container: str) -> boxes.Box | None:
-        """The box container named `container`, or None."""
+    def find(self, container: str, owner: str) -> boxes.Box | None:
+        """`owner`'s box container named `container`, or None; another owner's box is refused."""
         info = self.inspect(container)
-        return boxes.from_inspect(info) if info else None
+        if not info:
+            return None
+        box = boxes.from_inspect(info)
+        boxes.check_owner(box, owner)
+        return box
+
+    def inspect_own(self, container: str, owner: str) -> dict[str, Any] | None:
+        """Inspect output of `owner`'s container `container`, or None; another owner's is refused."""
+        info = self.inspect(container)
+        if info:
+            boxes.check_owner(boxes.from_inspect(info), owner)
+        return info
 
     def list_boxes(self, owner: str | None) -> list[boxes.Box]:
         """All devbox boxes (one owner's, or everyone's) in one API call."""
@@ -237,18 +250,31 @@ class Engine:
         made = []
         try:
             for volume in engine_body.named_volumes(spec):
-                if self._get_or_none(DockerAPI.path("/volumes/{}", volume)) is None:
+                existing = self._get_or_none(DockerAPI.path("/volumes/{}", volume))
+                if existing is None:
                     body = {"Name": volume, "Labels": spec.volume_labels}
                     self._call("POST", "/volumes/create", body, doing=f"creating volume {volume}")
                     made.append(volume)
+                    continue
+                holder = (existing.get("Labels") or {}).get(labels.OWNER)
+                if holder and holder != spec.owner:
+                    raise DevboxError(
+                        f"volume {volume} belongs to {holder}, not to {spec.owner}",
+                        "rename the volume in your profile (volumes: NAME:/path)",
+                    )
             path = DockerAPI.path("/containers/create", name=spec.name)
             body = engine_body.create_body(spec, env, extra_labels or {})
             created = self._call("POST", path, body, doing=f"creating {spec.name}")
         except BaseException:
-            for volume in made:
-                self.remove_volume(volume)
+            self.remove_volumes(made)
             raise
+        self.volumes_made.extend(made)
         return str(created["Id"])
+
+    def remove_volumes(self, names: list[str]) -> None:
+        """Remove volumes this process made for a box that then failed (never older ones)."""
+        for volume in names:
+            self.remove_volume(volume)
 
     def put_files(self, container: str, files: dict[str, tuple[str, int]]) -> None:
         """Copy files ({absolute path: (text, mode)}, owned by root) into a container before it starts."""

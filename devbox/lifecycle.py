@@ -199,6 +199,12 @@ def _secrets(resolved: Resolved) -> _Secrets:
     return _Secrets(files, box_labels, token, host.public)
 
 
+def _undo(engine: Engine, box_id: str) -> None:
+    """Remove a box that failed, and the volumes made for it just now (empty: no data lost)."""
+    engine.remove(box_id)
+    engine.remove_volumes(engine.volumes_made)
+
+
 def create(
     engine: Engine, resolved: Resolved, reporter: Reporter, keep_failed: bool, action: str
 ) -> BoxReport:
@@ -216,7 +222,7 @@ def create(
         box, found = wait_ready(engine, box_id, resolved, reporter, since=None, tty=False)
     except BoxExited as exc:
         if not keep_failed:
-            engine.remove(box_id)
+            _undo(engine, box_id)
             exc.hint = (
                 f"the container was removed; --keep-failed keeps it for devbox logs {container_spec.box}"
             )
@@ -224,10 +230,10 @@ def create(
     except NotReady:
         raise
     except BoxFailed as exc:
-        engine.remove(box_id)
+        _undo(engine, box_id)
         raise _port_hint(exc, resolved) from None
     except BaseException:
-        engine.remove(box_id)  # Ctrl-C or a crash: leave nothing half-made
+        _undo(engine, box_id)  # Ctrl-C or a crash: leave nothing half-made
         raise
     config_dir = resolved.settings.user_config_dir
     if made:
@@ -240,7 +246,7 @@ def up(
     engine: Engine, resolved: Resolved, reporter: Reporter, recreate: bool = False, keep_failed: bool = False
 ) -> BoxReport:
     """Idempotent: report a matching running box, start a stopped one, create a missing one."""
-    info = engine.inspect(resolved.spec.name)
+    info = engine.inspect_own(resolved.spec.name, resolved.spec.owner)
     if info is None or recreate:
         ensure_image(engine, resolved, reporter)
         resolved = resolved.for_image(engine.image_labels(resolved.spec.image))
@@ -272,9 +278,9 @@ def up(
     return replace(result, changes=changes)
 
 
-def info(engine: Engine, container: str, name: str, config_dir: Path) -> BoxReport:
+def info(engine: Engine, owner: str, name: str, container: str, config_dir: Path) -> BoxReport:
     """A box and its credentials, re-read from this run's log."""
-    box = engine.find(container)
+    box = engine.find(container, owner)
     if box is None:
         raise DevboxError(f"no box named '{name}'", "devbox ls shows your boxes")
     found = credentials.Credentials()
@@ -287,7 +293,7 @@ def rebuild(engine: Engine, resolved: Resolved, reporter: Reporter, pull: bool, 
     """Fresh image (pulled or rebuilt) and a new container; named volumes are kept."""
     ensure_image(engine, resolved, reporter, pull=pull, build=True, no_cache=no_cache)
     resolved = resolved.for_image(engine.image_labels(resolved.spec.image))
-    old = engine.inspect(resolved.spec.name)
+    old = engine.inspect_own(resolved.spec.name, resolved.spec.owner)
     if old is not None:
         reporter.step(f"replacing {resolved.spec.name}")
         engine.stop(old["Id"])
@@ -308,7 +314,7 @@ class DownResult:
 
 def box_volumes(engine: Engine, owner: str, name: str, container: str) -> list[str]:
     """Named volumes that belong to a box: those it mounts, or, if it is gone, those made for it."""
-    box = engine.find(container)
+    box = engine.find(container, owner)
     if box is not None:
         return sorted(m.source for m in box.mounts if m.type == "volume")
     return engine.volumes(owner, name)
@@ -319,7 +325,7 @@ def down(
 ) -> DownResult:
     """Stop and remove the box; remove only the volumes in `purge` (confirmed by the caller)."""
     kept = box_volumes(engine, owner, name, container)
-    box = engine.find(container)
+    box = engine.find(container, owner)
     if box is not None:
         engine.stop(box.id)
         engine.remove(box.id)

@@ -1,8 +1,8 @@
 """Creating a box where it may go: the policy's per-user sums, then GPUs no other box holds.
 
-On one host, `up`s pick and create under a host-wide flock (hostlock.py), which the kernel
-releases when its holder dies. Each `up` then looks again after creating its labelled
-container: where two boxes claim a GPU, the one the engine created first keeps it
+On one host, `up`s check the per-user sums, pick GPUs and create under a host-wide flock
+(hostlock.py), which the kernel releases when its holder dies. Each `up` then looks again
+after creating its labelled container: where two boxes claim a GPU, the one the engine created first keeps it
 (gpus.losing_to) and the other removes its container and tries the GPUs still free. That
 second check is the guard for clients on other hosts sharing one engine (docs/gpus.md).
 """
@@ -40,29 +40,30 @@ def create(
     wanted = resolved.spec
     inventory = gpus.inventory(resolved.settings.environ) if wanted.gpus.kind != "none" else None
     limited = resolved.policy.limits != Limits()
-    # Other boxes matter only for per-user limits and GPUs: otherwise skip the listing.
-    everyone = engine.list_boxes(None) if limited or inventory else []
-    if limited:
-        usage.check(
-            resolved.policy,
-            wanted.owner,
-            everyone,
-            wanted.name,
-            _asked_gpus(wanted.gpus, inventory),
-            wanted.nano_cpus or 0,
-            wanted.memory or 0,
-        )
-    if not inventory:
-        # No inventory to reserve from: the engine attaches what the request says (or explains
-        # that it has no GPU runtime).
+    if not limited and not inventory:
+        # No sums to keep and no inventory to reserve from: the engine attaches what the
+        # request says (or explains that it has no GPU runtime). No listing, no lock.
         return engine.create(wanted, env, extra_labels), wanted
-    declared = inventory[0].declared
-    # Within this host the lock serialises pick-and-create, so no two `up`s pick the same GPU.
-    # The engine's Created time alone cannot order them: it is set before a new container
-    # becomes visible to others, so a later-visible box can carry the earlier time. The
-    # verification below stays as the guard for clients on other hosts sharing this engine.
+    # Within this host the lock serialises check-and-create, so no two `up`s both pass a
+    # per-user limit or pick the same GPU. The engine's Created time alone cannot order
+    # them: it is set before a new container becomes visible to others, so a later-visible
+    # box can carry the earlier time. The verification below stays as the guard for
+    # clients on other hosts sharing this engine.
     with hostlock.held(f"gpus {engine.host}"):
         everyone = engine.list_boxes(None)
+        if limited:
+            usage.check(
+                resolved.policy,
+                wanted.owner,
+                everyone,
+                wanted.name,
+                _asked_gpus(wanted.gpus, inventory),
+                wanted.nano_cpus or 0,
+                wanted.memory or 0,
+            )
+        if not inventory:
+            return engine.create(wanted, env, extra_labels), wanted
+        declared = inventory[0].declared
         for _ in range(ATTEMPTS):
             ids = gpus.allocate(wanted.gpus, inventory, gpus.holdings(everyone, exclude=wanted.name))
             chosen = spec.with_gpus(wanted, ids, declared)
@@ -99,7 +100,7 @@ def _winner_over(engine: Engine, box_id: str, ids: tuple[str, ...], everyone: li
 def check_restart(engine: Engine, resolved: Resolved, box: Box) -> None:
     """Before a stopped box starts again: its GPUs must still be free, and the limits hold."""
     everyone = engine.list_boxes(None)
-    ids = tuple(g for g in box.gpus if g.isdigit())
+    ids = tuple(g for g in box.gpus if g.isdecimal())
     taken = {i: b for i, b in gpus.holdings(everyone, exclude=box.container).items() if i in ids}
     if taken:
         holders = "; ".join(f"GPU {i}: {gpus.describe_holder(b)}" for i, b in sorted(taken.items()))

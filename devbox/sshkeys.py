@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from devbox import hostlock
 from devbox.errors import DevboxError
 
 KNOWN_HOSTS = "known_hosts"
@@ -38,19 +39,30 @@ def login_key(config_dir: Path, home: Path, explicit: str | None) -> LoginKey:
     private = config_dir / DEVBOX_KEY
     public_path = private.with_name(private.name + ".pub")
     if not private.is_file():
-        import paramiko
-
-        key = paramiko.RSAKey.generate(3072)
-        config_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        # Created 0600 from the start: the key is never readable by others, not even briefly.
-        fd = os.open(private, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            key.write_private_key(handle)
-        public_path.write_text(f"{key.get_name()} {key.get_base64()} devbox\n")
-        return LoginKey(public_path.read_text().strip(), str(private), generated=True)
+        # Several first `up`s at once (a new user starting two boxes) must make one pair.
+        with hostlock.held(f"login key {private}"):
+            if not private.is_file():
+                _make_login_key(private, public_path)
+                return LoginKey(public_path.read_text().strip(), str(private), generated=True)
     if not public_path.is_file():
         raise DevboxError(f"{public_path} is missing", f"delete {private} so devbox makes a new pair")
     return LoginKey(public_path.read_text().strip(), str(private))
+
+
+def _make_login_key(private: Path, public_path: Path) -> None:
+    import paramiko
+
+    key = paramiko.RSAKey.generate(3072)
+    private.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # Created 0600 from the start: the key is never readable by others, not even briefly.
+    # Public half first, private renamed into place last: whoever sees the private file
+    # sees a whole pair.
+    public_path.write_text(f"{key.get_name()} {key.get_base64()} devbox\n")
+    partial = private.with_name(f"{private.name}.{os.getpid()}.partial")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        key.write_private_key(handle)
+    os.replace(partial, private)
 
 
 @dataclass(frozen=True)

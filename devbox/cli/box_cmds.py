@@ -76,7 +76,9 @@ def info(name: NameArg = "default", json_output: JsonOpt = False) -> None:
 
     settings = shared.caller()
     shared.show(
-        lifecycle.info(engine.connect(), shared.container(settings, name), name, settings.user_config_dir),
+        lifecycle.info(
+            engine.connect(), settings.owner, name, shared.container(settings, name), settings.user_config_dir
+        ),
         json_output,
     )
 
@@ -129,7 +131,7 @@ def rebuild(
 
     settings = shared.caller()
     eng = engine.connect()
-    existing = eng.find(shared.container(settings, name))
+    existing = eng.find(shared.container(settings, name), settings.owner)
     # The box remembers which file it came from; fall back to looking the name up.
     ref = existing.profile if existing and Path(existing.profile).is_file() else name
     resolved = ops.resolve(ref, settings)
@@ -170,13 +172,13 @@ def logs(
 
     settings = shared.caller()
     eng = engine.connect()
-    box = eng.find(shared.container(settings, name))
+    box = eng.find(shared.container(settings, name), settings.owner)
     if box is None:
         raise DevboxError(f"no box named '{name}'", "devbox ls shows your boxes")
     out = sys.stdout.buffer
     try:
         for chunk in eng.stream_logs(
-            box.id, follow=follow, tail=int(tail) if tail.isdigit() else "all", tty=box.tty
+            box.id, follow=follow, tail=int(tail) if tail.isdecimal() else "all", tty=box.tty
         ):
             out.write(chunk)
             out.flush()
@@ -195,15 +197,20 @@ def exec_(
         command = command[1:]  # with interspersed args off, click keeps the separator
     if not command:
         raise DevboxError("no command given", f"devbox exec {name} -- CMD ARGS…")
+    from devbox import engine
+
     settings = shared.caller()
-    container = shared.container(settings, name)
+    eng = engine.connect()
+    box = eng.find(shared.container(settings, name), settings.owner)
+    if box is None:
+        raise DevboxError(f"no box named '{name}'", "devbox ls shows your boxes")
+    if not box.running:
+        raise DevboxError(f"box '{name}' is {box.status}", f"start it: devbox up {name}")
     docker_cli = shutil.which("docker")
     if docker_cli:
         # The docker CLI gives a real terminal (-t) and stdin; it honours DOCKER_HOST like we do.
         flags = ["-it"] if sys.stdin.isatty() and sys.stdout.isatty() else ["-i"]
-        os.execv(docker_cli, ["docker", "exec", *flags, container, *command])
-    from devbox import engine
-
-    code, output = engine.connect().exec(container, command)
+        os.execv(docker_cli, ["docker", "exec", *flags, box.id, *command])
+    code, output = eng.exec(box.id, command)
     sys.stdout.write(output)
     raise typer.Exit(code)

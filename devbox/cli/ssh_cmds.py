@@ -55,7 +55,7 @@ def ssh(
 
     caller = settings.from_environment()
     eng = engine.connect()
-    box = eng.find(spec.container_name(caller.owner, name))
+    box = eng.find(spec.container_name(caller.owner, name), caller.owner)
     if box is None:
         raise DevboxError(f"no box named '{name}'", "devbox ls shows your boxes")
     if not box.running:
@@ -95,7 +95,7 @@ def ssh_config(
     blocks = []
     for box in sorted(eng.list_boxes(caller.owner), key=lambda b: b.name):
         if box.running:
-            full = eng.find(box.container)
+            full = eng.find(box.container, caller.owner)
             target = _target(eng, full, caller) if full else None
             if target:
                 blocks.append(target.config_block(box.name))

@@ -120,7 +120,9 @@ def test_a_box_that_exits_fails_with_its_last_lines_and_is_removed(caller: Calle
     # One stream only: Docker does not keep the order between a container's stdout and stderr.
     script = "for i in $(seq 1 40); do echo line-$i; done; echo boom-marker; exit 1"
     profile = caller.write_profile(
-        "crash", f"image: {NOTEBOOK6}\nports: {{jupyter: 8888}}\ncommand: [sh, -c, '{script}']"
+        "crash",
+        f"image: {NOTEBOOK6}\nports: {{jupyter: 8888}}\ncommand: [sh, -c, '{script}']\n"
+        "volumes: [crashdata:/data]",
     )
     result = caller.devbox("up", str(profile), check=False)
     assert result.returncode == 1
@@ -128,6 +130,13 @@ def test_a_box_that_exits_fails_with_its_last_lines_and_is_removed(caller: Calle
     assert "boom-marker" in result.stderr and "line-40" in result.stderr
     assert "line-11\n" not in result.stderr  # only the last 30 lines
     assert not container_exists(caller.container("crash"))
+    # The volume this failed `up` made (empty) goes with it...
+    assert not volume_exists(f"devbox-{caller.owner}-crashdata")
+    # ...but a volume that was there before, with data in it, is never touched.
+    volume = f"devbox-{caller.owner}-crashdata"
+    docker("volume", "create", "--label", f"devbox.owner={caller.owner}", volume)
+    assert caller.devbox("up", str(profile), check=False).returncode == 1
+    assert volume_exists(volume)
 
 
 def test_a_missing_image_fails_fast_and_leaves_nothing(caller: Caller, engine: Engine) -> None:
@@ -148,9 +157,39 @@ def test_a_taken_fixed_port_is_named(caller: Caller, engine: Engine) -> None:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         port = holder.getsockname()[1]
-        profile = caller.write_profile("clash", f"image: {NOTEBOOK6}\nports: {{jupyter: '{port}:8888'}}")
+        profile = caller.write_profile(
+            "clash", f"image: {NOTEBOOK6}\nports: {{jupyter: '{port}:8888'}}\nvolumes: [clashdata:/data]"
+        )
         result = caller.devbox("up", str(profile), check=False)
     assert result.returncode == 1
     assert f"host port {port} (ports: jupyter) is already taken" in result.stderr
     assert "clash.yaml:2:" in result.stderr  # where to change it
     assert not container_exists(caller.container("clash"))
+    assert not volume_exists(f"devbox-{caller.owner}-clashdata")
+
+
+def test_a_name_shared_with_another_owners_box_is_not_theirs(engine: Engine, tmp_path: Path) -> None:
+    # Owner X with box "lee-nb" and owner X-lee with box "nb" meet at one container name.
+    ann = make_caller(tmp_path / "ann", "ann")
+    lee = make_caller(tmp_path / "annlee", "ann-lee")
+    body = f"image: {NOTEBOOK6}\nports: {{jupyter: 8888}}\nvolumes: [nb-data:/data]"
+    up_json(lee, str(lee.write_profile("nb", body)))
+    assert ann.container("lee-nb") == lee.container("nb")
+    for command in (
+        ["info", "lee-nb"],
+        ["down", "lee-nb", "--purge", "--yes"],
+        ["exec", "lee-nb", "--", "true"],
+    ):
+        refused = ann.devbox(*command, check=False)
+        assert refused.returncode != 0 and "taken by" in refused.stderr, command
+    refused = ann.devbox("up", str(ann.write_profile("lee-nb", body)), check=False)
+    assert refused.returncode != 0 and "taken by" in refused.stderr
+    assert engine.inspect("container", lee.container("nb"))["State"]["Running"] is True
+    # Volume names collide the same way: ann's "lee-nb-data" is lee's "nb-data".
+    other = ann.write_profile(
+        "other", f"image: {NOTEBOOK6}\nports: {{jupyter: 8888}}\nvolumes: [lee-nb-data:/d]"
+    )
+    refused = ann.devbox("up", str(other), check=False)
+    assert refused.returncode != 0 and f"belongs to {lee.owner}" in refused.stderr
+    assert not container_exists(ann.container("other"))
+    assert volume_exists(f"devbox-{lee.owner}-nb-data")

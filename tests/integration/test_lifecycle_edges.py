@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -92,3 +93,46 @@ def test_the_docker_py_transport_drives_the_same_lifecycle(caller: Caller, engin
     caller.devbox("down", "viapy", "--purge", "--yes")
     assert not container_exists(caller.container("viapy"))
     assert docker("volume", "inspect", f"devbox-{caller.owner}-pydata", check=False).returncode != 0
+
+
+def _up_at_once(caller: Caller, profiles: list[str]) -> list[subprocess.CompletedProcess[str]]:
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "devbox", "up", profile, "--json"],
+            cwd=caller.cwd,
+            env=caller.environ,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for profile in profiles
+    ]
+    results = []
+    for process in processes:
+        out, err = process.communicate(timeout=300)
+        results.append(subprocess.CompletedProcess(process.args, process.returncode, out, err))
+    return results
+
+
+def test_first_ups_at_once_make_one_login_key(caller: Caller, engine: Engine, tmp_path: Path) -> None:
+    # A new user with no ~/.ssh key starts three boxes at once: devbox makes one key pair.
+    caller.environ["HOME"] = str(tmp_path / "newhome")
+    names = ["k1", "k2", "k3"]
+    results = _up_at_once(caller, [str(caller.write_profile(n, "extends: default")) for n in names])
+    assert [r.returncode for r in results] == [0, 0, 0], [r.stderr for r in results]
+    key_files = {json.loads(r.stdout)["ssh"]["identity_file"] for r in results}
+    assert len(key_files) == 1
+    public = Path(key_files.pop() + ".pub").read_text().split()[1]
+    for name in names:
+        keys = docker("exec", caller.container(name), "cat", "/run/devbox/authorized_keys").stdout
+        assert public in keys
+
+
+def test_per_user_limits_hold_when_ups_race(caller: Caller, engine: Engine) -> None:
+    (Path(caller.environ["DEVBOX_LAB_DIR"]) / "policy.yaml").write_text("limits: {max_boxes_per_user: 2}\n")
+    body = f"image: {NOTEBOOK6}\nports: {{jupyter: 8888}}"
+    names = [f"race{i}" for i in range(5)]
+    results = _up_at_once(caller, [str(caller.write_profile(n, body)) for n in names])
+    assert sorted(r.returncode for r in results) == [0, 0, 3, 3, 3], [r.stderr for r in results]
+    assert all("max_boxes_per_user = 2" in r.stderr for r in results if r.returncode == 3)
+    assert len(json.loads(caller.devbox("ls", "--json").stdout)) == 2
