@@ -146,7 +146,7 @@ def doctor(engine: Engine, settings: Settings) -> list[Check]:
 def parse_age(text: str) -> float:
     """ "7d", "12h", "30m", "45s" → seconds."""
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-    if len(text) < 2 or text[-1] not in units or not text[:-1].isdigit():
+    if len(text) < 2 or text[-1] not in units or not text[:-1].isdecimal():
         raise DevboxError(f"--older-than {text!r} is not an age", "e.g. 7d, 12h, 30m")
     return int(text[:-1]) * units[text[-1]]
 

@@ -174,7 +174,7 @@ class LogScanner:
         self.found.ssh = SshLogin(
             user=fields.get("user"),
             password=fields.get("password"),
-            port=int(port) if port.isdigit() else None,
+            port=int(port) if port.isdecimal() else None,
             hostkey=fields.get("hostkey"),
         )
 

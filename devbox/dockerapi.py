@@ -77,7 +77,7 @@ class _RawResponse:
             headers[key.strip().lower()] = value.strip()
         self._chunked = headers.get("transfer-encoding", "").lower() == "chunked"
         length = headers.get("content-length")
-        self._length = int(length) if length is not None and length.isdigit() else None
+        self._length = int(length) if length is not None and length.isdecimal() else None
 
     def read(self) -> bytes:
         return b"".join(self.chunks())

@@ -77,3 +77,13 @@ class PolicyRefusal(DevboxError):
         super().__init__(message, hint)
         self.problems = problems
         self.policy_path = policy_path
+
+
+def unexpected(exc: Exception) -> DevboxError:
+    """A bug, not a user's mistake: one screen naming it instead of a long traceback."""
+    text = str(exc).strip().splitlines()
+    first = text[0][:200] if text else ""
+    return DevboxError(
+        f"devbox failed unexpectedly: {type(exc).__name__}{': ' + first if first else ''}",
+        "run it again with `devbox --debug ...` for the traceback, and report it with that output",
+    )

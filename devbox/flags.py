@@ -30,13 +30,6 @@ class Overrides:
     env: list[str] = field(default_factory=list)
 
 
-def _number(text: str) -> Any:
-    try:
-        return float(text)
-    except ValueError:
-        return text
-
-
 def _ports(values: list[str], problems: list[Problem]) -> dict[str, str]:
     ports: dict[str, str] = {}
     for value in values:
@@ -77,13 +70,11 @@ def to_layers(overrides: Overrides, settings: Settings) -> tuple[list[Layer], li
         ("--shm-size", "shm_size", overrides.shm_size),
     )
     given += [(flag, {key: value}) for flag, key, value in scalars if value is not None]
-    resources: dict[str, Any] = {}
+    # resources merge key by key across layers, so each flag stays its own origin.
     if overrides.cpus is not None:
-        resources["cpus"] = _number(overrides.cpus)
+        given.append(("--cpus", {"resources": {"cpus": overrides.cpus}}))
     if overrides.memory is not None:
-        resources["memory"] = overrides.memory
-    if resources:
-        given.append(("--cpus/--memory", {"resources": resources}))
+        given.append(("--memory", {"resources": {"memory": overrides.memory}}))
     if overrides.ports:
         given.append(("-p", {"ports": _ports(overrides.ports, problems)}))
     if overrides.volumes:

@@ -53,7 +53,7 @@ def parse_smi_csv(text: str, declared: bool = False) -> list[Gpu]:
 
     gpus = []
     for row in csv.reader(text.splitlines()):
-        if len(row) < 6 or not row[0].strip().isdigit():
+        if len(row) < 6 or not row[0].strip().isdecimal():
             continue
         index, uuid, name = (c.strip() for c in row[:3])
         gpus.append(Gpu(index, uuid, name, _int(row[3]), _int(row[4]), _int(row[5]), declared))
@@ -62,7 +62,7 @@ def parse_smi_csv(text: str, declared: bool = False) -> list[Gpu]:
 
 def declared_inventory(value: str) -> list[Gpu]:
     """DEVBOX_GPU_INVENTORY: a count ("8") or the path of a CSV in nvidia-smi's format."""
-    if value.strip().isdigit():
+    if value.strip().isdecimal():
         return [Gpu(str(i), f"GPU-declared-{i}", "declared GPU", 0, 0, 0, True) for i in range(int(value))]
     path = Path(value)
     if not path.is_file():
@@ -98,7 +98,7 @@ def held_ids(box: Box) -> tuple[str, ...]:
     """The GPU indices a box holds (its label lists them once allocated)."""
     if box.status not in HOLDING_STATES:
         return ()
-    return tuple(g for g in box.gpus if g.isdigit())
+    return tuple(g for g in box.gpus if g.isdecimal())
 
 
 def holdings(boxes: list[Box], exclude: str | None = None) -> dict[str, Box]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,8 @@ ALWAYS_FORBIDDEN = (
     "/run/docker.sock",
     "/var/lib/docker",
     "/run/containerd",
+    "/run/docker",  # dockerd's own containerd socket lives here: root on the host too
+    "/var/run/docker",
 )
 POLICY_KEYS = (
     "defaults",
@@ -184,6 +187,7 @@ def _limits(doc: Document, raw: Any, problems: list[Problem]) -> Limits:
             key == "max_cpus"
             and not isinstance(value, bool)
             and isinstance(value, (int, float))
+            and math.isfinite(value)
             and value > 0
         ):
             values[key] = float(value)
@@ -217,13 +221,23 @@ def apply_limits(profile: Profile, policy: Policy) -> Profile:
 
 def mount_is_forbidden(source: str, forbidden: str) -> bool:
     """True when binding `source` exposes `forbidden`: the path itself, inside it, or a parent of it."""
-    real = os.path.realpath(source)
-    for path in {source, real}:
-        if path == forbidden or (forbidden != "/" and path.startswith(forbidden.rstrip("/") + "/")):
-            return True
-        if forbidden.startswith(path.rstrip("/") + "/"):
-            return True
+    # Both sides through symlinks: forbidding /var/run/x must also forbid /run/x.
+    paths = {source, _real(source)}
+    for path in paths:
+        for rule in {forbidden, _real(forbidden)}:
+            if path == rule or (rule != "/" and path.startswith(rule.rstrip("/") + "/")):
+                return True
+            if rule.startswith(path.rstrip("/") + "/"):
+                return True
     return False
+
+
+def _real(path: str) -> str:
+    """The path with symlinks resolved, as far as this user may look (unreadable: as written)."""
+    try:
+        return os.path.realpath(path)
+    except OSError:
+        return os.path.normpath(path)
 
 
 def _image_rules(profile: Profile, policy: Policy) -> list[Problem]:

@@ -22,7 +22,7 @@ def parse_port(raw: Any) -> tuple[int | None, int] | str:
         return "a port is a number"
     text = str(raw).strip()
     host_text, _, container_text = text.rpartition(":")
-    if not container_text.isdigit() or (host_text and not host_text.isdigit()):
+    if not container_text.isdecimal() or (host_text and not host_text.isdecimal()):
         return f'{raw!r} is not a port: write 8888 or "HOST:CONTAINER" such as "8080:8888"'
     container = int(container_text)
     host = int(host_text) if host_text else None
@@ -98,7 +98,11 @@ def parse_volume(p: LayerParser, raw: Any, path: KeyPath) -> VolumeSpec | None:
             f"write /{target.lstrip('./')}",
         )
         return None
-    target = posixpath.normpath(target)
+    # normpath keeps a leading // (POSIX allows it to mean something else); Docker does not.
+    target = "/" + posixpath.normpath(target).lstrip("/")
+    if target == "/":
+        p.fail(path, "a volume cannot be mounted over the box's root /", "pick a folder: /data")
+        return None
     if source.startswith(("/", ".", "~")) or "/" in source:
         return VolumeSpec("bind", p.expand_path(source, p.bind_base), target, readonly, origin)
     if not is_valid_name(source):

@@ -225,6 +225,10 @@ def _env(p: LayerParser, raw: Any, path: KeyPath) -> dict[str, str] | None:
                 f"'{key}' is not a variable name",
                 "letters, digits and _, not starting with a digit",
             )
+        elif key == "NVIDIA_VISIBLE_DEVICES":
+            # The NVIDIA runtime hands the box whatever this names: set here it would
+            # bypass GPU allocation and the lab's GPU limits.
+            p.fail((*path, key), "NVIDIA_VISIBLE_DEVICES is set by devbox from gpus:", "gpus: 2 or [0, 3]")
     return result
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +16,9 @@ if TYPE_CHECKING:
 _GPU_ID_RE = re.compile(r"^(\d+|(GPU|MIG)-[0-9A-Za-z-]+)$")
 # A size written without a unit below this is almost surely "8" meant as "8g", not 8 bytes.
 _SMALLEST_BARE_SIZE = 1024**2
+_BARE_NUMBER_RE = re.compile(r"^\s*[0-9.]+\s*(i?b)?\s*$", re.IGNORECASE)  # 8, 1.5, 8ib: no unit
+_FEWEST_CPUS = 0.01
+_LEAST_MEMORY = 6 * 1024**2
 
 
 def parse_gpus(raw: Any) -> GpuRequest | str:
@@ -33,7 +37,7 @@ def parse_gpus(raw: Any) -> GpuRequest | str:
         text = raw.strip().lower()
         if text in ("all", "none"):
             return GpuRequest(text)  # type: ignore[arg-type]
-        if text.isdigit():
+        if text.isdecimal():
             return parse_gpus(int(text))
         if "," not in text and not _GPU_ID_RE.match(raw.strip()):
             return f"gpus: {raw!r} is not all, none, a count or a list of GPU indices/UUIDs"
@@ -64,21 +68,21 @@ def parse_size_key(p: LayerParser, raw: Any, path: KeyPath) -> int | None:
     size = sizes.parse_size(raw)
     if size is None:
         p.fail(path, f"{path[-1]}: {raw!r} is not a size", "a number with b, k, m or g: 8g, 512m")
-    elif size < _SMALLEST_BARE_SIZE and str(raw).strip().isdigit():
+    elif size < _SMALLEST_BARE_SIZE and _BARE_NUMBER_RE.match(str(raw)):
         p.fail(path, f"{path[-1]}: {raw} means {raw} bytes", f"write the unit: {raw}g or {raw}m")
         return None
     return size
 
 
 def _number(raw: Any) -> float | None:
+    """A finite number from YAML or a flag; inf and nan are not quotas."""
     if isinstance(raw, bool):
         return None
-    if isinstance(raw, (int, float)):
-        return float(raw)
     try:
-        return float(raw) if isinstance(raw, str) else None
-    except ValueError:
+        number = float(raw) if isinstance(raw, (int, float, str)) else None
+    except (ValueError, OverflowError):
         return None
+    return number if number is not None and math.isfinite(number) else None
 
 
 def parse_resources(p: LayerParser, raw: Any, path: KeyPath) -> dict[str, Any] | None:
@@ -95,11 +99,18 @@ def parse_resources(p: LayerParser, raw: Any, path: KeyPath) -> dict[str, Any] |
                 f"cpus must be a positive number, not {spec['cpus']!r}",
                 "e.g. cpus: 4 or 0.5",
             )
+        elif cpus < _FEWEST_CPUS:
+            # Docker refuses quotas under 0.01 CPU, and one that rounds to 0 means "no limit".
+            p.fail((*path, "cpus"), f"cpus {spec['cpus']!r} is below Docker's smallest quota", "cpus: 0.01")
         else:
             result["cpus"] = cpus
     if "memory" in spec:
         memory = parse_size_key(p, spec["memory"], (*path, "memory"))
-        if memory is not None:
+        if memory is not None and memory < _LEAST_MEMORY:
+            p.fail(
+                (*path, "memory"), f"memory {spec['memory']!r} is below Docker's 6 MiB minimum", "memory: 6m"
+            )
+        elif memory is not None:
             result["memory"] = memory
     if "pids" in spec:
         pids = _number(spec["pids"])

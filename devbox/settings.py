@@ -68,12 +68,36 @@ def bundled_profiles_dir() -> Path:
     return package_dir.parent / "profiles"
 
 
+def _login() -> str | None:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # a uid with no passwd entry (a CI container)
+        return None
+
+
+def _home() -> Path:
+    try:
+        return Path.home()
+    except (KeyError, RuntimeError):
+        raise InvalidInput(
+            "no home folder",
+            [Problem(Origin("HOME"), "not set, and this uid is not in the passwd database")],
+            hint="set HOME to a folder you own",
+        ) from None
+
+
 def from_environment(environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> Settings:
     """Read the caller's identity and devbox's folders from the environment."""
     env = dict(os.environ if environ is None else environ)
-    home = Path(env.get("HOME") or Path.home())
-    login = getpass.getuser()
+    home = Path(env.get("HOME") or _home())
+    login = _login()
     owner = env.get("DEVBOX_USER") or login
+    if owner is None:
+        raise InvalidInput(
+            f"uid {os.getuid()} has no login name",
+            [Problem(Origin("DEVBOX_USER"), "not set, and this uid is not in the passwd database")],
+            hint="set DEVBOX_USER to a simple name, e.g. DEVBOX_USER=alice",
+        )
     if not is_valid_name(owner):
         source = "DEVBOX_USER" if env.get("DEVBOX_USER") else "your login name"
         raise InvalidInput(
@@ -100,5 +124,5 @@ def from_environment(environ: Mapping[str, str] | None = None, cwd: Path | None 
         lab_dir=lab_dir,
         policy_path=Path(policy_env) if policy_env else lab_dir / "policy.yaml",
         policy_path_explicit=bool(policy_env),
-        login=login,
+        login=login or owner,
     )

@@ -113,7 +113,7 @@ def protocol_env(profile: Profile, ctx: HostContext) -> dict[str, str]:
     """
     env: dict[str, str] = {}
     user = profile.user
-    if user == "host" or (user and user[0].isdigit()):
+    if user == "host" or (user and user[0].isdecimal()):
         uid, _, gid = (f"{ctx.uid}:{ctx.gid}" if user == "host" else user).partition(":")
         env = {
             "DEVBOX_USER_NAME": _account_name(ctx.login or ctx.owner),
@@ -148,7 +148,8 @@ def build(profile: Profile, ctx: HostContext, protocol: bool = False) -> Contain
         # Built images are per owner and box; the tag changes when the build inputs do.
         assert profile.build is not None
         digest = hashlib.sha256(json.dumps(asdict(profile.build), sort_keys=True).encode()).hexdigest()[:12]
-        image = f"devbox/{ctx.owner}-{box}:{digest}"
+        # Repository names are lower case for Docker; owners and boxes may not be.
+        image = f"devbox/{ctx.owner}-{box}:{digest}".lower()
     res = profile.resources
     spec = ContainerSpec(
         name=container_name(ctx.owner, box),

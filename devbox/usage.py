@@ -14,7 +14,7 @@ from devbox.policy import Policy
 
 def _int_label(box: Box, key: str) -> int:
     value = box.labels.get(key, "")
-    return int(value) if value.isdigit() else 0
+    return int(value) if value.isdecimal() else 0
 
 
 def check(

@@ -16,6 +16,9 @@ from devbox.errors import InvalidInput, Origin, Problem
 
 _INT_TAG = "tag:yaml.org,2002:int"
 _FLOAT_TAG = "tag:yaml.org,2002:float"
+_NON_STRING_TAGS = (_INT_TAG, _FLOAT_TAG, "tag:yaml.org,2002:bool")
+# Mappings whose values are strings for Docker, whatever YAML would make of them.
+_TEXT_MAPPINGS = {("env",), ("labels",), ("build", "args")}
 Key = str | int
 KeyPath = tuple[Key, ...]
 
@@ -64,8 +67,10 @@ class Document:
 
 def load_text(text: str, source: str) -> Document:
     """Parse YAML text; a syntax error raises InvalidInput located at the error."""
-    loader = yaml.SafeLoader(text)
+    loader: yaml.SafeLoader | None = None
     try:
+        # Inside the try: the reader rejects control characters as soon as it is built.
+        loader = yaml.SafeLoader(text)
         node = loader.get_single_node()
         doc = Document(source, None)
         if node is not None:
@@ -81,8 +86,13 @@ def load_text(text: str, source: str) -> Document:
         ) from None
     except yaml.YAMLError as exc:
         raise InvalidInput(f"{source} is not valid YAML", [Problem(Origin(source), str(exc))]) from None
+    except RecursionError:
+        raise InvalidInput(
+            f"{source} is not valid YAML", [Problem(Origin(source), "nested too deeply to be a profile")]
+        ) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def load_file(path: Path) -> Document:
@@ -112,7 +122,12 @@ def _build(loader: yaml.SafeLoader, node: yaml.Node, path: KeyPath, doc: Documen
         loader.flatten_mapping(node)  # resolves YAML merge keys (<<: *anchor)
         result: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
+            key = (
+                # A key is a name: ON, yes or 0755 as written, not YAML 1.1's True or 493.
+                str(key_node.value)
+                if isinstance(key_node, yaml.ScalarNode) and key_node.tag in _NON_STRING_TAGS
+                else loader.construct_object(key_node, deep=True)
+            )
             if not isinstance(key, (str, int)) or isinstance(key, bool):
                 doc.problems.append(
                     Problem(
@@ -139,5 +154,9 @@ def _build(loader: yaml.SafeLoader, node: yaml.Node, path: KeyPath, doc: Documen
     if node.tag in (_INT_TAG, _FLOAT_TAG) and ":" in str(node.value):
         # YAML 1.1 reads 2222:22 as a base-60 number (133342); every such value here is a
         # port pair or a uid:gid, so keep the text as written.
+        return str(node.value)
+    if node.tag in _NON_STRING_TAGS and len(path) >= 2 and path[:-1] in _TEXT_MAPPINGS:
+        # Env values, labels and build args are text: VERSION: 1.10 must stay "1.10", not
+        # 1.1, and 0123 must not turn into 83 (YAML 1.1 octal).
         return str(node.value)
     return loader.construct_object(node, deep=True)

@@ -10,7 +10,7 @@ import typer
 
 from devbox import __version__
 from devbox.cli import shared
-from devbox.errors import DevboxError, ExitCode
+from devbox.errors import DevboxError, ExitCode, unexpected
 
 if TYPE_CHECKING:
     from devbox.flags import Overrides
@@ -50,6 +50,15 @@ def handles_errors(command: Callable[P, R]) -> Callable[P, R]:
         except KeyboardInterrupt:
             stderr().print("interrupted")
             raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+        except Exception as exc:
+            # typer's own control flow (Exit, Abort, usage errors) comes from typer or click,
+            # depending on typer's version: pass it on.
+            if _state["debug"] or type(exc).__module__.split(".")[0] in ("typer", "click"):
+                raise
+            from devbox import render
+
+            render.error(stderr(), unexpected(exc))
+            raise typer.Exit(int(ExitCode.ERROR)) from None
 
     return wrapper
 

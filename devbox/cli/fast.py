@@ -183,18 +183,19 @@ def run(argv: list[str]) -> int | None:
 
 def _guarded(action: Callable[[], None]) -> int:
     """Run a fast command with the same error handling as the typer app."""
-    from devbox.errors import DevboxError, ExitCode
+    from devbox.errors import DevboxError, ExitCode, unexpected
 
     try:
         action()
-    except DevboxError as exc:
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return int(ExitCode.INTERRUPTED)
+    except Exception as exc:
         from rich.console import Console
 
         from devbox import render
 
-        render.error(Console(stderr=True), exc)
-        return int(exc.exit_code)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return int(ExitCode.INTERRUPTED)
+        error = exc if isinstance(exc, DevboxError) else unexpected(exc)
+        render.error(Console(stderr=True, emoji=False), error)
+        return int(error.exit_code)
     return 0

@@ -20,14 +20,14 @@ def stdout() -> Console:
     """The console for results (rich is imported only when something is printed)."""
     from rich.console import Console
 
-    return Console()
+    return Console(emoji=False)
 
 
 def stderr() -> Console:
     """The console for progress, warnings and errors."""
     from rich.console import Console
 
-    return Console(stderr=True)
+    return Console(stderr=True, emoji=False)
 
 
 def print_json(data: object) -> None:

@@ -97,3 +97,27 @@ def test_bind_address_reaches_the_spec(sandbox: Sandbox) -> None:
     sandbox.write("lab/policy.yaml", "bind_address: 10.1.2.3\n")
     resolved = ops.resolve("default", sandbox.settings())
     assert {p.address for p in resolved.spec.ports} == {"10.1.2.3"}
+
+
+def test_a_forbidden_entry_is_resolved_through_symlinks_too(sandbox: Sandbox) -> None:
+    # The admin forbids a path through a symlinked folder; its real spelling is refused too.
+    real = sandbox.cwd / "real"
+    (real / "secret").mkdir(parents=True)
+    os.symlink(real, sandbox.cwd / "link")
+    sandbox.write("lab/policy.yaml", f"forbidden_mounts: [{sandbox.cwd / 'link' / 'secret'}]\n")
+    sandbox.write("work/p.yaml", f"image: x\nvolumes: ['{real / 'secret'}:/s']\n")
+    with pytest.raises(PolicyRefusal) as caught:
+        ops.resolve("p.yaml", sandbox.settings())
+    assert "forbidden_mounts" in caught.value.problems[0].message
+
+
+def test_dockerds_containerd_socket_is_always_forbidden(sandbox: Sandbox) -> None:
+    exc = refusal(sandbox, "image: pytorch/x\nvolumes: ['/run/docker/containerd/containerd.sock:/c']\n")
+    assert "always forbidden" in exc.problems[0].message
+
+
+def test_an_infinite_cpu_limit_is_a_policy_error(sandbox: Sandbox) -> None:
+    path = sandbox.write("p.yaml", "limits: {max_cpus: .inf}\n")
+    with pytest.raises(InvalidInput) as caught:
+        policy.load(sandbox.settings(DEVBOX_POLICY=str(path)))
+    assert [p.origin.line for p in caught.value.problems] == [1]

@@ -263,3 +263,44 @@ def test_a_missing_image_is_reported_with_the_other_mistakes(sandbox: Sandbox) -
     assert [line for line, _ in problems_of(sandbox, "p.yaml")] == [1, 1]
     sandbox.write("work/q.yaml", "image: 'bad image'\n")
     assert len(problems_of(sandbox, "q.yaml")) == 1  # a wrong image is not also "no image"
+
+
+def test_env_labels_and_keys_keep_the_text_as_written(sandbox: Sandbox) -> None:
+    # YAML 1.1 would make these 83, 1.1, True and 31; Docker gets strings, so keep the text.
+    sandbox.write(
+        "work/p.yaml",
+        "image: x\nenv: {OCT: 0123, VER: 1.10, FLAG: on, HEX: 0x1F, ON: 1}\nlabels: {v: 2.50}\n",
+    )
+    profile = profiles.load("p.yaml", sandbox.settings())
+    assert profile.env == {"OCT": "0123", "VER": "1.10", "FLAG": "on", "HEX": "0x1F", "ON": "1"}
+    assert profile.labels["v"] == "2.50"
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("resources: {cpus: .inf}", "cpus must be a positive number, not inf"),
+        ("resources: {cpus: .nan}", "cpus must be a positive number, not nan"),
+        ("resources: {cpus: '1e400'}", "cpus must be a positive number, not '1e400'"),
+        ("resources: {pids: .inf}", "pids must be a positive whole number, not inf"),
+        ("resources: {cpus: 1e-10}", "cpus '1e-10' is below Docker's smallest quota"),
+        ("resources: {memory: 1k}", "memory '1k' is below Docker's 6 MiB minimum"),
+        ("shm_size: '1.5'", "shm_size: 1.5 means 1.5 bytes"),
+        ("ports: {a: '²'}", "'²' is not a port"),
+        ("gpus: '²'", "gpus: '²' is not all, none"),
+        ("volumes: ['./x:/workspace/..']", "a volume cannot be mounted over the box's root /"),
+        ("env: {NVIDIA_VISIBLE_DEVICES: all}", "NVIDIA_VISIBLE_DEVICES is set by devbox from gpus:"),
+    ],
+)
+def test_values_docker_would_refuse_or_misread_are_located_errors(
+    sandbox: Sandbox, line: str, expected: str
+) -> None:
+    sandbox.write("work/p.yaml", f"image: x\n{line}\n")
+    found = problems_of(sandbox, "p.yaml")
+    assert len(found) == 1 and found[0][0] == 2 and found[0][1].startswith(expected), found
+
+
+def test_control_characters_are_a_located_yaml_error_not_a_crash(sandbox: Sandbox) -> None:
+    sandbox.write("work/p.yaml", "image: x\x00\n")
+    found = problems_of(sandbox, "p.yaml")
+    assert len(found) == 1 and "unacceptable character" in found[0][1]
