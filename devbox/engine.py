@@ -298,6 +298,25 @@ class Engine:
         except ApiError as exc:
             raise self.error(exc, "copying the box's keys in") from None
 
+    def own_folders(self, container: str, folders: list[str], uid: int, gid: int) -> None:
+        """Before start: make `folders` (e.g. fresh volume roots) belong to uid:gid, mode 0755."""
+        import io
+        import tarfile
+
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            for folder in folders:
+                info = tarfile.TarInfo(folder.lstrip("/"))
+                info.type, info.mode, info.uid, info.gid = tarfile.DIRTYPE, 0o755, uid, gid
+                info.mtime = int(time.time())
+                tar.addfile(info)
+        # copyUIDGID keeps the tar's owners; without it the engine makes them root's.
+        path = DockerAPI.path("/containers/{}/archive", container, path="/", copyUIDGID=1)
+        try:
+            self.api.put_tar(path, buffer.getvalue())
+        except ApiError as exc:
+            raise self.error(exc, "handing the box's new volumes to its user") from None
+
     def start(self, container: str) -> None:
         """Start a created or stopped container."""
         self._call("POST", DockerAPI.path("/containers/{}/start", container), doing="starting the box")

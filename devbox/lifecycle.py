@@ -199,6 +199,16 @@ def _secrets(resolved: Resolved) -> _Secrets:
     return _Secrets(files, box_labels, token, host.public)
 
 
+def _hand_over_new_volumes(engine: Engine, box_id: str, container_spec: spec.ContainerSpec) -> None:
+    """Volumes made just now belong to the box's user, so Jupyter and ssh can write to them."""
+    owner = spec.volume_owner(container_spec)
+    fresh = [
+        m.target for m in container_spec.mounts if m.type == "volume" and m.source in engine.volumes_made
+    ]
+    if owner and fresh:
+        engine.own_folders(box_id, fresh, *owner)
+
+
 def _undo(engine: Engine, box_id: str) -> None:
     """Remove a box that failed, and the volumes made for it just now (empty: no data lost)."""
     engine.remove(box_id)
@@ -217,6 +227,7 @@ def create(
     try:
         if made:
             engine.put_files(box_id, made.files)
+        _hand_over_new_volumes(engine, box_id, container_spec)
         engine.start(box_id)
         # devbox never asks for a TTY, so the log is multiplexed: no need to look it up.
         box, found = wait_ready(engine, box_id, resolved, reporter, since=None, tty=False)

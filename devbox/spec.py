@@ -89,6 +89,20 @@ def volume_name(owner: str, volume: str) -> str:
     return f"devbox-{owner}-{volume}"
 
 
+def volume_owner(spec: ContainerSpec) -> tuple[int, int] | None:
+    """Who should own a new named volume's root: the box's non-root user, if known by number.
+
+    Docker makes a new volume root-owned; a box running as your uid could not write to it.
+    """
+    if spec.protocol:
+        uid, gid = spec.env.get("DEVBOX_UID", ""), spec.env.get("DEVBOX_GID", "")
+    else:
+        uid, _, gid = (spec.user or "").partition(":")
+    if not uid.isdecimal() or int(uid) == 0:
+        return None
+    return int(uid), int(gid) if gid.isdecimal() else int(uid)
+
+
 def gpu_label(gpus: GpuRequest) -> str:
     """The `devbox.gpus` label: none, all, count:N (engine picks) or the device ids."""
     return f"count:{gpus.count}" if gpus.kind == "count" else gpus.describe()

@@ -221,3 +221,11 @@ def test_ssh_config_write_twice_leaves_one_block_per_box(person: Person) -> None
     # The entry works with the plain ssh client (VS Code uses the same file).
     ssh_config = str(person.home / ".ssh/config")
     assert person.run("ssh", "-F", ssh_config, "-o", "BatchMode=yes", "devbox-one", "true").returncode == 0
+
+
+def test_a_new_named_volume_is_the_users_to_write(person: Person) -> None:
+    # Docker makes a new volume root-owned; the box runs as the caller, who must be able to
+    # keep data there (Jupyter and ssh both run as them).
+    person.up(str(_profile(person, "vol", "volumes: ['keep:/data']\n")))
+    made = person.devbox("ssh", "vol", "--", "sh", "-c", "'echo kept > /data/f && stat -c %u:%g /data/f'")
+    assert made.stdout.strip() == f"{person.uid}:{person.gid}"
