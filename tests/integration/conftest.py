@@ -15,6 +15,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,16 @@ def _ours(labels: dict[str, str] | None, any_run: bool = False) -> bool:
     return labels.get(TEST_LABEL) == RUN_ID or owner.startswith(OWNER_PREFIX)
 
 
+def _stale(item: dict[str, Any]) -> bool:
+    """Made over 30 minutes ago: left by a killed run, not by a run still going beside this one."""
+    stamp = str(item.get("Created") or item.get("CreatedAt") or "")[:19]
+    try:
+        made = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+    except ValueError:
+        return False
+    return datetime.now(UTC) - made > timedelta(minutes=30)
+
+
 def sweep(any_run: bool = False) -> None:
     """Remove every container, then every volume, this run (or any test run) made."""
     for kind in ("container", "volume"):
@@ -66,7 +77,10 @@ def sweep(any_run: bool = False) -> None:
             continue
         items = json.loads(docker(kind, "inspect", *listing, check=False).stdout or "[]")
         doomed = [
-            i.get("Id") or i["Name"] for i in items if _ours((i.get("Config") or i).get("Labels"), any_run)
+            i.get("Id") or i["Name"]
+            for i in items
+            if _ours((i.get("Config") or i).get("Labels"))
+            or (any_run and _ours((i.get("Config") or i).get("Labels"), True) and _stale(i))
         ]
         if doomed:
             docker(kind, "rm", "-f", *doomed, check=False)
@@ -99,7 +113,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = yield
     if report.when == "call" and report.failed:
         for cid in docker("ps", "-aq", check=False).stdout.split():
-            info = json.loads(docker("inspect", cid, check=False).stdout or "[{}]")[0]
+            # A container can go between the listing and the inspect: "[]" then.
+            info = (json.loads(docker("inspect", cid, check=False).stdout or "[]") or [{}])[0]
             if _ours(info.get("Config", {}).get("Labels")):
                 logs = docker("logs", "--tail", "30", cid, check=False)
                 report.sections.append(
