@@ -8,14 +8,9 @@ docker-py. Engine errors become DevboxErrors with a hint here, once. Removal tol
 
 from __future__ import annotations
 
-import contextlib
 import os
-import queue
 import re
-import threading
-import time
 from collections.abc import Callable, Iterator
-from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from devbox import boxes, labels
@@ -29,6 +24,7 @@ from devbox.dockerapi import (
     demux,
 )
 from devbox.errors import DevboxError
+from devbox.logfollow import LogFollower
 
 if TYPE_CHECKING:
     from devbox.spec import ContainerSpec
@@ -42,6 +38,10 @@ class EngineUnavailable(DevboxError):
 
 class BoxFailed(DevboxError):
     """Docker refused to create or start the box."""
+
+
+class NameTaken(BoxFailed):
+    """A container of this name appeared between looking and creating (a concurrent `up`)."""
 
 
 def connect(timeout: float = 60) -> Engine:
@@ -264,7 +264,14 @@ class Engine:
                     )
             path = DockerAPI.path("/containers/create", name=spec.name)
             body = engine_body.create_body(spec, env, extra_labels or {})
-            created = self._call("POST", path, body, doing=f"creating {spec.name}")
+            try:
+                created = self.api.call("POST", path, body)
+            except ApiError as exc:
+                if exc.status == 409:
+                    raise NameTaken(f"{spec.name} was created by another devbox meanwhile") from None
+                raise self.error(exc, f"creating {spec.name}") from None
+            except OSError as exc:
+                raise _unreachable(self.host, exc) from None
         except BaseException:
             self.remove_volumes(made)
             raise
@@ -278,42 +285,23 @@ class Engine:
 
     def put_files(self, container: str, files: dict[str, tuple[str, int]]) -> None:
         """Copy files ({absolute path: (text, mode)}, owned by root) into a container before it starts."""
-        import io
-        import tarfile
+        from devbox import engine_body
 
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w") as tar:
-            folders = sorted({str(PurePosixPath(p).parent) for p in files})
-            for folder in folders:
-                info = tarfile.TarInfo(folder.lstrip("/"))
-                info.type, info.mode = tarfile.DIRTYPE, 0o711
-                tar.addfile(info)
-            for path, (text, mode) in files.items():
-                data = text.encode()
-                info = tarfile.TarInfo(path.lstrip("/"))
-                info.size, info.mode = len(data), mode
-                tar.addfile(info, io.BytesIO(data))
         try:
-            self.api.put_tar(DockerAPI.path("/containers/{}/archive", container, path="/"), buffer.getvalue())
+            self.api.put_tar(
+                DockerAPI.path("/containers/{}/archive", container, path="/"), engine_body.files_tar(files)
+            )
         except ApiError as exc:
             raise self.error(exc, "copying the box's keys in") from None
 
     def own_folders(self, container: str, folders: list[str], uid: int, gid: int) -> None:
         """Before start: make `folders` (e.g. fresh volume roots) belong to uid:gid, mode 0755."""
-        import io
-        import tarfile
+        from devbox import engine_body
 
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w") as tar:
-            for folder in folders:
-                info = tarfile.TarInfo(folder.lstrip("/"))
-                info.type, info.mode, info.uid, info.gid = tarfile.DIRTYPE, 0o755, uid, gid
-                info.mtime = int(time.time())
-                tar.addfile(info)
         # copyUIDGID keeps the tar's owners; without it the engine makes them root's.
         path = DockerAPI.path("/containers/{}/archive", container, path="/", copyUIDGID=1)
         try:
-            self.api.put_tar(path, buffer.getvalue())
+            self.api.put_tar(path, engine_body.folders_tar(folders, uid, gid))
         except ApiError as exc:
             raise self.error(exc, "handing the box's new volumes to its user") from None
 
@@ -407,55 +395,3 @@ class Engine:
         output = b"".join(demux(response.chunks())).decode("utf-8", "replace")
         code = self._call("GET", DockerAPI.path("/exec/{}/json", exec_id)).get("ExitCode")
         return int(code if code is not None else 1), output
-
-
-class LogFollower:
-    """Log lines from a follow stream, read in a thread so the reader can keep a deadline."""
-
-    _EOF = object()
-
-    def __init__(self, response: Response, tty: bool) -> None:
-        self._response = response
-        self._chunks = response.chunks() if tty else demux(response.chunks())
-        self._queue: queue.Queue[object] = queue.Queue()
-        self._thread = threading.Thread(target=self._pump, daemon=True)
-        self._thread.start()
-
-    def _pump(self) -> None:
-        for chunk in self._chunks:
-            self._queue.put(chunk)
-        self._queue.put(self._EOF)
-
-    def lines(self, deadline: float, tick: float = 0.25) -> Iterator[str | None]:
-        """Complete lines as they come; None every `tick` s of silence; ends at EOF or deadline."""
-        buffer = b""
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            try:
-                item = self._queue.get(timeout=min(tick, remaining))
-            except queue.Empty:
-                yield None
-                continue
-            if item is self._EOF:
-                if buffer:
-                    yield buffer.decode("utf-8", "replace")
-                return
-            assert isinstance(item, bytes)
-            buffer += item
-            *complete, buffer = buffer.split(b"\n")
-            for line in complete:
-                yield line.decode("utf-8", "replace")
-
-    def close(self) -> None:
-        """Stop following, waiting at most a second for the stream to let go."""
-        # Closing a stream another thread is reading can block (docker-py's urllib3 response)
-        # or raise (its SSH transport); neither may hold devbox up, so close on the side.
-        closer = threading.Thread(target=self._close_quietly, daemon=True)
-        closer.start()
-        closer.join(timeout=1.0)
-
-    def _close_quietly(self) -> None:
-        with contextlib.suppress(Exception):
-            self._response.close()

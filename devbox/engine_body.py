@@ -1,7 +1,11 @@
-"""ContainerSpec → the JSON body of `POST /containers/create`. Pure."""
+"""ContainerSpec → the JSON body of `POST /containers/create`, and the tars put into a box. Pure."""
 
 from __future__ import annotations
 
+import io
+import tarfile
+import time
+from pathlib import PurePosixPath
 from typing import Any
 
 from devbox.spec import ContainerSpec
@@ -65,3 +69,31 @@ def create_body(
         "HostConfig": {k: v for k, v in host.items() if v is not None},
     }
     return {k: v for k, v in body.items() if v is not None}
+
+
+def files_tar(files: dict[str, tuple[str, int]]) -> bytes:
+    """A tar of root-owned files ({absolute path: (text, mode)}) and their folders (0711)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for folder in sorted({str(PurePosixPath(p).parent) for p in files}):
+            info = tarfile.TarInfo(folder.lstrip("/"))
+            info.type, info.mode = tarfile.DIRTYPE, 0o711
+            tar.addfile(info)
+        for path, (text, mode) in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(path.lstrip("/"))
+            info.size, info.mode = len(data), mode
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def folders_tar(folders: list[str], uid: int, gid: int) -> bytes:
+    """A tar of folder entries owned by uid:gid, mode 0755, stamped now."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for folder in folders:
+            info = tarfile.TarInfo(folder.lstrip("/"))
+            info.type, info.mode, info.uid, info.gid = tarfile.DIRTYPE, 0o755, uid, gid
+            info.mtime = int(time.time())
+            tar.addfile(info)
+    return buffer.getvalue()

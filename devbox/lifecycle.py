@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from devbox import boxes, credentials, envfile, labels, placement, reports, spec, sshkeys
-from devbox.engine import BoxFailed, Engine
+from devbox.engine import BoxFailed, Engine, NameTaken
 from devbox.errors import DevboxError
+from devbox.model import Profile
 from devbox.ops import Resolved
 from devbox.reports import BoxReport, report
 
@@ -97,13 +98,18 @@ def ensure_image(
         engine.pull(image, reporter.pull_event)
 
 
+def _scanner(profile: Profile) -> credentials.LogScanner:
+    """A log scanner expecting what this profile's ports promise (jupyter, ssh)."""
+    names = {p.name for p in profile.ports}
+    return credentials.LogScanner("jupyter" in names, "ssh" in names, profile.credentials)
+
+
 def wait_ready(
     engine: Engine, box_id: str, resolved: Resolved, reporter: Reporter, since: float | None, tty: bool
 ) -> tuple[boxes.Box, credentials.Credentials]:
     """Follow the log until every expected credential appeared, the box exits, or the deadline."""
     profile = resolved.profile
-    names = {p.name for p in profile.ports}
-    scanner = credentials.LogScanner("jupyter" in names, "ssh" in names, profile.credentials)
+    scanner = _scanner(profile)
     reporter.step(f"waiting for {', '.join(scanner.missing()) or 'the box to settle'}")
     start = time.monotonic()
     deadline = start + profile.ready_timeout
@@ -263,7 +269,14 @@ def up(
         resolved = resolved.for_image(engine.image_labels(resolved.spec.image))
         if info is not None:
             engine.remove(info["Id"])
-        return create(engine, resolved, reporter, keep_failed, "recreated" if info else "created")
+        try:
+            return create(engine, resolved, reporter, keep_failed, "recreated" if info else "created")
+        except NameTaken:
+            # Another `up` of this very box created it first: report that one, as a later
+            # `up` would (waiting for it to be ready if need be).
+            info = engine.inspect_own(resolved.spec.name, resolved.spec.owner)
+            if info is None or recreate:
+                raise
     resolved = resolved.for_image(engine.image_labels(resolved.spec.image))
     container_spec = resolved.spec
     config_dir = resolved.settings.user_config_dir
@@ -275,8 +288,14 @@ def up(
         changes = tuple(drift.changes(container_spec, info))
     env = _environment(container_spec)
     if box.running:
-        lines = engine.log_lines(box.id, since=box.started_at, tty=box.tty)
-        found = credentials.scan(lines, resolved.profile.credentials)
+        scanner = _scanner(resolved.profile)
+        for line in engine.log_lines(box.id, since=box.started_at, tty=box.tty):
+            scanner.feed(line)
+        found = scanner.found
+        if not scanner.ready:
+            # Still starting (another `up` is waiting on it) or never got ready: wait the
+            # same way rather than report a box with no way in.
+            box, found = wait_ready(engine, box.id, resolved, reporter, since=box.started_at, tty=box.tty)
         result = report(engine, box, found, "running", env, config_dir)
     else:
         placement.check_restart(engine, resolved, box)

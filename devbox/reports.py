@@ -44,8 +44,13 @@ class BoxReport:
 
 
 def display_address(address: str | None) -> str:
-    """The address to print: a box published on every interface is reachable on loopback."""
-    return "127.0.0.1" if address in (None, "", "0.0.0.0", "::") else str(address)
+    """The address to print: a box published on every interface is reachable on loopback.
+
+    On "::" the engine may listen on IPv6 only, so the IPv6 loopback is the one that answers.
+    """
+    if address == "::":
+        return "::1"
+    return "127.0.0.1" if address in (None, "", "0.0.0.0") else str(address)
 
 
 def token_via_exec(engine: Engine, box: boxes.Box) -> str | None:

@@ -172,7 +172,8 @@ def build(profile: Profile, ctx: HostContext, protocol: bool = False) -> Contain
         image=image,
         build=profile.build,
         command=profile.command,
-        hostname=box.replace("_", "-").replace(".", "-"),
+        # A host name is at most 63 characters; the kernel refuses longer ones at start.
+        hostname=box.replace("_", "-").replace(".", "-")[:63].rstrip("-"),
         env={**(protocol_env(profile, ctx) if protocol else {}), **profile.env},
         env_files=profile.env_files,
         labels={

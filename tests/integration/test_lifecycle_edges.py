@@ -25,6 +25,9 @@ def test_deadline_names_what_is_missing_and_leaves_the_box_running(caller: Calle
     assert "did not print its jupyter URL within 2 s" in result.stderr
     assert "devbox logs mute" in result.stderr
     assert engine.inspect("container", caller.container("mute"))["State"]["Running"] is True
+    # A second `up` does not call a box that never got ready fine: it waits, and says so.
+    again = caller.devbox("up", str(profile), check=False)
+    assert again.returncode == 1 and "did not print its jupyter URL" in again.stderr
 
 
 def test_ctrl_c_removes_the_half_made_box(caller: Caller, engine: Engine) -> None:
@@ -136,3 +139,13 @@ def test_per_user_limits_hold_when_ups_race(caller: Caller, engine: Engine) -> N
     assert sorted(r.returncode for r in results) == [0, 0, 3, 3, 3], [r.stderr for r in results]
     assert all("max_boxes_per_user = 2" in r.stderr for r in results if r.returncode == 3)
     assert len(json.loads(caller.devbox("ls", "--json").stdout)) == 2
+
+
+def test_the_same_box_upped_at_once_is_one_box(caller: Caller, engine: Engine) -> None:
+    profile = str(caller.write_profile("once", f"image: {NOTEBOOK6}\nports: {{jupyter: 8888}}"))
+    results = _up_at_once(caller, [profile] * 3)
+    assert [r.returncode for r in results] == [0, 0, 0], [r.stderr for r in results]
+    boxes = [json.loads(r.stdout) for r in results]
+    assert len({b["container"] for b in boxes}) == 1
+    assert len({b["jupyter"]["url"] for b in boxes}) == 1
+    assert http_status(boxes[0]["jupyter"]["url"].replace("?token=", "api/status?token=")) == 200

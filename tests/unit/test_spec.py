@@ -86,3 +86,30 @@ def test_build_profiles_get_a_per_owner_tag_and_a_build_command(sandbox: Sandbox
         "docker", "build", "-t", resolved.spec.image, "-f", f"{sandbox.cwd}/ctx/Dockerfile",
         "--build-arg", "PY=3.11", str(sandbox.cwd / "ctx"),
     ]  # fmt: skip
+
+
+def test_a_long_box_name_gets_a_host_name_the_kernel_accepts(sandbox: Sandbox) -> None:
+    name = "a" * 70 + "-b"
+    sandbox.write(f"work/{name}.yaml", "image: x\n")
+    args = argv(sandbox, f"{name}.yaml")
+    [hostname] = flag_values(args, "--hostname")
+    assert hostname == "a" * 63
+    assert flag_values(args, "--name") == [f"devbox-alice-{name}"]
+
+
+def test_a_box_published_on_every_ipv6_address_is_shown_on_the_ipv6_loopback() -> None:
+    from devbox.reports import display_address
+
+    assert [display_address(a) for a in ("::", "0.0.0.0", None, "10.0.0.5")] == [
+        "::1",
+        "127.0.0.1",
+        "127.0.0.1",
+        "10.0.0.5",
+    ]
+
+
+def test_a_fresh_volume_goes_to_the_boxs_user(sandbox: Sandbox) -> None:
+    sandbox.write("work/r.yaml", "image: x\nuser: '1234:55'\n")
+    assert spec.volume_owner(ops.resolve("r.yaml", sandbox.settings()).spec) == (1234, 55)
+    sandbox.write("work/s.yaml", "image: x\nuser: root\n")
+    assert spec.volume_owner(ops.resolve("s.yaml", sandbox.settings()).spec) is None
