@@ -324,6 +324,7 @@ def rebuild(engine: Engine, resolved: Resolved, reporter: Reporter, pull: bool, 
     ensure_image(engine, resolved, reporter, pull=pull, build=True, no_cache=no_cache)
     resolved = resolved.for_image(engine.image_labels(resolved.spec.image))
     old = engine.inspect_own(resolved.spec.name, resolved.spec.owner)
+    placement.check_fits(engine, resolved)  # before the old box goes: it stays if the new cannot
     if old is not None:
         reporter.step(f"replacing {resolved.spec.name}")
         engine.stop(old["Id"])

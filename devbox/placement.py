@@ -52,15 +52,7 @@ def create(
     with hostlock.held(f"gpus {engine.host}"):
         everyone = engine.list_boxes(None)
         if limited:
-            usage.check(
-                resolved.policy,
-                wanted.owner,
-                everyone,
-                wanted.name,
-                _asked_gpus(wanted.gpus, inventory),
-                wanted.nano_cpus or 0,
-                wanted.memory or 0,
-            )
+            _check_limits(resolved, everyone, inventory)
         if not inventory:
             return engine.create(wanted, env, extra_labels), wanted
         declared = inventory[0].declared
@@ -84,6 +76,37 @@ def create(
         f"no free GPU after {ATTEMPTS} tries: other boxes kept taking them",
         f"held: {gpus.holders_text(held)}; devbox gpus shows who holds what",
     )
+
+
+def _check_limits(resolved: Resolved, everyone: list[Box], inventory: list[gpus.Gpu] | None) -> None:
+    wanted = resolved.spec
+    usage.check(
+        resolved.policy,
+        wanted.owner,
+        everyone,
+        wanted.name,
+        _asked_gpus(wanted.gpus, inventory),
+        wanted.nano_cpus or 0,
+        wanted.memory or 0,
+    )
+
+
+def check_fits(engine: Engine, resolved: Resolved) -> None:
+    """Raise what `create` would for limits or GPUs, creating nothing.
+
+    `rebuild` asks before it removes the old box, so a rebuild that cannot get GPUs leaves
+    the old box as it was. The old box, having the same name, does not count against itself.
+    """
+    wanted = resolved.spec
+    inventory = gpus.inventory(resolved.settings.environ) if wanted.gpus.kind != "none" else None
+    limited = resolved.policy.limits != Limits()
+    if not limited and not inventory:
+        return
+    everyone = engine.list_boxes(None)
+    if limited:
+        _check_limits(resolved, everyone, inventory)
+    if inventory:
+        gpus.allocate(wanted.gpus, inventory, gpus.holdings(everyone, exclude=wanted.name))
 
 
 def _winner_over(engine: Engine, box_id: str, ids: tuple[str, ...], everyone: list[Box]) -> Box | None:

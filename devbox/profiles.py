@@ -26,6 +26,11 @@ from devbox.profile_fields import Layer, LayerParser
 from devbox.settings import Settings, bundled_profiles_dir, is_valid_name
 from devbox.yamlsrc import Document, load_file
 
+
+class ProfileNotFound(InvalidInput):
+    """No profile file answers to a name."""
+
+
 Scope = Literal["path", "project", "user", "lab", "bundled"]
 SUFFIXES = (".yaml", ".yml")
 DEFAULT_READY_TIMEOUT = 120.0
@@ -83,7 +88,7 @@ def find(ref: str, settings: Settings, skip: Path | None = None) -> ProfileRef:
         return candidate
     looked = [str(folder / f"{ref}.yaml") for _, folder in search_dirs(settings)]
     names = sorted({r.name for r in discover(settings)})
-    raise InvalidInput(
+    raise ProfileNotFound(
         f"no profile named '{ref}'",
         [Problem(Origin(ref), "looked in: " + ", ".join(looked))],
         hint=("profiles you have: " + ", ".join(names))

@@ -144,9 +144,9 @@ def rebuild(
 @handles_errors
 def switch(profile: ProfileArg, json_output: JsonOpt = False) -> None:
     """Stop your other running boxes (their data stays), then `up` this one."""
-    from devbox import engine, lifecycle, ops
+    from devbox import engine, lifecycle
 
-    resolved = ops.resolve(profile, shared.caller())
+    resolved = shared.resolve(profile, shared.caller())
     eng = engine.connect()
     with shared.reporter(json_output) as reporter:
         stopped, result = lifecycle.switch(eng, resolved, reporter)

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
 
     from devbox.flags import Overrides
     from devbox.lifecycle import QuietReporter
+    from devbox.ops import Resolved
     from devbox.progress import RichReporter
     from devbox.reports import BoxReport
     from devbox.settings import Settings
@@ -72,11 +73,41 @@ def container(settings: Settings, name: str) -> str:
     return container_name(settings.owner, name)
 
 
+def resolve(profile: str, settings: Settings, flags: Overrides | None = None) -> Resolved:
+    """The profile `profile` names; failing that, the file one of your boxes of that name came from.
+
+    So `devbox up NAME` restarts a box made from a path (devbox up ../x/NAME.yaml) by name.
+    """
+    from devbox import ops
+    from devbox.profiles import ProfileNotFound
+
+    try:
+        return ops.resolve(profile, settings, flags)
+    except ProfileNotFound:
+        remembered = _box_profile(settings, profile)
+        if remembered is None:
+            raise
+        return ops.resolve(remembered, settings, flags)
+
+
+def _box_profile(settings: Settings, name: str) -> str | None:
+    from pathlib import Path
+
+    from devbox import engine
+    from devbox.errors import DevboxError
+
+    try:
+        box = engine.connect().find(container(settings, name), settings.owner)
+    except DevboxError:
+        return None  # no engine, or not yours: the profile error says more
+    return box.profile if box and Path(box.profile).is_file() else None
+
+
 def up(profile: str, flags: Overrides, recreate: bool, keep_failed: bool, json_output: bool) -> None:
     """`devbox up`, whichever parser read the command line."""
-    from devbox import engine, lifecycle, ops
+    from devbox import engine, lifecycle
 
-    resolved = ops.resolve(profile, caller(), flags)
+    resolved = resolve(profile, caller(), flags)
     eng = engine.connect()
     with reporter(json_output) as progress:
         result = lifecycle.up(eng, resolved, progress, recreate=recreate, keep_failed=keep_failed)

@@ -143,3 +143,16 @@ def test_doctor_reports_the_missing_gpu_runtime_and_a_working_engine(lab: Lab, e
         assert checks["gpu runtime"]["status"] == "fail"
         assert "NVIDIA Container Toolkit" in checks["gpu runtime"]["fix"]
         assert result.returncode == 1
+
+
+def test_a_rebuild_that_cannot_get_its_gpus_keeps_the_old_box(lab: Lab, engine: Engine) -> None:
+    assert lab.devbox("bob", "up", str(lab.profile("five", "[5]"))).returncode == 0
+    mine = lab.profile("mine", "[2]")
+    first = lab.devbox("alice", "up", str(mine), "--json")
+    assert first.returncode == 0, first.stderr
+    old_id = json.loads(first.stdout)["id"]
+    lab.profile("mine", "[5]")  # alice edits her profile to a GPU bob holds
+    refused = lab.devbox("alice", "rebuild", "mine")
+    assert refused.returncode != 0 and "GPU 5 is held" in refused.stderr
+    kept = json.loads(docker("inspect", f"devbox-{lab.prefix}-alice-mine").stdout)[0]
+    assert kept["Id"].startswith(old_id) and kept["State"]["Running"] is True

@@ -76,8 +76,9 @@ def test_switch_stops_the_other_boxes_and_info_and_logs_work(caller: Caller, eng
     info = json.loads(caller.devbox("info", "second", "--json").stdout)
     assert info["jupyter"]["token"] == switched["jupyter"]["token"]
     assert http_status(info["jupyter"]["url"].replace("?token=", "api/status?token=")) == 200
-    # A stopped box comes back with `up`, and reports this run's token, not the old one.
-    again = up_json(caller, str(first))
+    # A stopped box comes back with `up NAME` (it remembers its profile file, as switch
+    # suggests), and reports this run's token, not the old one.
+    again = up_json(caller, "first")
     assert again["action"] == "started"
     assert http_status(again["jupyter"]["url"].replace("?token=", "api/status?token=")) == 200
     assert "Jupyter Notebook" in caller.devbox("logs", "first", "--tail", "20").stdout
