@@ -24,10 +24,23 @@ DEFAULT_HOST = "unix:///var/run/docker.sock"
 class ApiError(Exception):
     """The engine answered with an HTTP error; `message` is its explanation."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, from_docker: bool = True) -> None:
         super().__init__(f"{status}: {message}")
         self.status = status
         self.message = message
+        self.from_docker = from_docker  # Docker explains errors in JSON; other servers do not
+
+
+def _raise_for_status(response: Response) -> None:
+    """An ApiError for an HTTP error, with Docker's explanation (its JSON `message`)."""
+    if response.status < 400:
+        return
+    raw = response.read()
+    try:
+        message = str(json.loads(raw)["message"])
+    except (ValueError, TypeError, KeyError):
+        raise ApiError(response.status, raw.decode(errors="replace").strip()[:200], False) from None
+    raise ApiError(response.status, message)
 
 
 class Response(Protocol):
@@ -172,13 +185,7 @@ class DockerAPI:
     def _open(self, method: str, path: str, body: Any, timeout: float | None) -> Response:
         data = json.dumps(body).encode() if body is not None else None
         response = self.transport.open(method, path, data, timeout)
-        if response.status >= 400:
-            raw = response.read()
-            try:
-                message = str(json.loads(raw).get("message", raw.decode(errors="replace")))
-            except (ValueError, AttributeError):
-                message = raw.decode(errors="replace").strip()
-            raise ApiError(response.status, message)
+        _raise_for_status(response)
         return response
 
     def call(self, method: str, path: str, body: Any = None) -> Any:
@@ -193,9 +200,8 @@ class DockerAPI:
     def put_tar(self, path: str, tar: bytes) -> None:
         """Upload a tar archive (PUT /containers/{id}/archive)."""
         response = self.transport.open("PUT", path, tar, self.timeout, "application/x-tar")
-        raw = response.read()
-        if response.status >= 400:
-            raise ApiError(response.status, raw.decode(errors="replace").strip())
+        _raise_for_status(response)
+        response.read()
 
     def stream(self, method: str, path: str, body: Any = None) -> Response:
         """A response to read as a stream (no read timeout: logs may be quiet for long)."""

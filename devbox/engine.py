@@ -107,6 +107,12 @@ class Engine:
     def error(self, exc: ApiError, doing: str) -> DevboxError:
         """The DevboxError (with its fix) for an engine error."""
         explanation = exc.message
+        if not exc.from_docker:
+            # Docker always says why; a bare status comes from something else on that address.
+            return EngineUnavailable(
+                f"{self.host} answered HTTP {exc.status} without a Docker error: not a Docker engine?",
+                "point DOCKER_HOST at a running engine (docker context ls shows yours)",
+            )
         if "could not select device driver" in explanation:
             return BoxFailed(
                 "the engine has no GPU runtime, so it cannot attach GPUs",

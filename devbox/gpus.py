@@ -70,7 +70,15 @@ def declared_inventory(value: str) -> list[Gpu]:
             f"DEVBOX_GPU_INVENTORY={value} is neither a count nor a file",
             "set it to a number of GPUs (8) or an nvidia-smi CSV file",
         )
-    return parse_smi_csv(path.read_text(), declared=True)
+    gpus = parse_smi_csv(path.read_text(), declared=True)
+    if not gpus:
+        # Silently meaning "no GPUs" would refuse every GPU box with a misleading message.
+        raise DevboxError(
+            f"DEVBOX_GPU_INVENTORY={value} lists no GPU",
+            "each line: index, uuid, name, memory.total, memory.used, utilization.gpu "
+            "(nvidia-smi --query-gpu=... --format=csv,noheader,nounits)",
+        )
+    return gpus
 
 
 def inventory(environ: Mapping[str, str]) -> list[Gpu] | None:

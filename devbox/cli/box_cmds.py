@@ -28,7 +28,7 @@ from devbox.cli.app import (
     stderr,
     stdout,
 )
-from devbox.errors import DevboxError
+from devbox.errors import DevboxError, ExitCode
 
 
 @app.command()
@@ -102,10 +102,12 @@ def down(
         doomed = lifecycle.box_volumes(eng, settings.owner, name, container)
         if doomed and not yes:
             if not sys.stdin.isatty():
-                raise DevboxError(
+                refusal = DevboxError(
                     f"--purge would delete {', '.join(doomed)} and there is no terminal to confirm",
                     "add --yes to delete them, or drop --purge to keep your data",
                 )
+                refusal.exit_code = ExitCode.INVALID  # a missing flag: nothing was touched
+                raise refusal
             stderr().print(f"This deletes the data in: [bold]{', '.join(doomed)}[/]")
             if not typer.confirm("Delete these volumes for good?", default=False):
                 raise typer.Exit(1)

@@ -91,7 +91,7 @@ def test_named_volume_survives_down_and_up_and_purge_deletes_it(caller: Caller, 
     assert _exec(caller, "keep", "cat /data/file").strip() == "precious"
     # Without --yes and without a terminal, --purge refuses instead of deleting silently.
     refused = caller.devbox("down", "keep", "--purge", check=False)
-    assert refused.returncode != 0 and "--yes" in refused.stderr
+    assert refused.returncode == 2 and "--yes" in refused.stderr
     assert container_exists(caller.container("keep"))
     caller.devbox("down", "keep", "--purge", "--yes")
     assert not volume_exists(f"devbox-{caller.owner}-data")

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from devbox.boxes import Box
+from devbox.errors import DevboxError
 from devbox.gpus import Gpu, NoFreeGpu, allocate, declared_inventory, holdings, losing_to, parse_smi_csv
 from devbox.model import GpuRequest
 
@@ -79,3 +82,11 @@ def test_declared_inventory_file(tmp_path: object) -> None:
     path.write_text(SMI)
     assert [g.index for g in declared_inventory(str(path))] == ["0", "1", "2"]
     assert all(isinstance(g, Gpu) and g.declared for g in declared_inventory(str(path)))
+
+
+def test_an_inventory_file_with_no_gpu_rows_is_an_error(tmp_path: Path) -> None:
+    broken = tmp_path / "gpus.csv"
+    broken.write_text("0, GPU-aaaa, A100\n")  # three columns: not nvidia-smi's six
+    with pytest.raises(DevboxError) as caught:
+        declared_inventory(str(broken))
+    assert "lists no GPU" in caught.value.message
