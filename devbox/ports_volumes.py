@@ -39,9 +39,10 @@ def parse_ports(p: LayerParser, raw: Any, path: KeyPath) -> dict[str, PortSpec] 
     result: dict[str, PortSpec] = {}
     for name, value in spec.items():
         if not _PORT_NAME_RE.match(name):
-            p.fail(
+            p.fail_key(
                 (*path, name),
-                f"port name '{name}' must be lower-case letters, digits, '-' or '_'",
+                f"port name '{name}' must start with a lower-case letter, then letters, digits, - or _",
+                f"e.g. {re.sub(r'[^a-z0-9_-]', '-', name.lower()).lstrip('0123456789-_') or 'web'}: ...",
             )
             continue
         parsed = parse_port(value)

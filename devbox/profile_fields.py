@@ -23,7 +23,15 @@ from devbox.yamlsrc import Document, KeyPath
 
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _USER_RE = re.compile(r"^([a-z_][a-z0-9_.-]*\$?|\d+(:\d+)?)$")
-_IMAGE_RE = re.compile(r"^[a-z0-9][a-z0-9._/:@+-]*$", re.IGNORECASE)
+# Docker's reference grammar (distribution/reference): [domain/]path[:tag][@digest], where
+# path components are lower case and a domain needs a dot, a port or to be localhost.
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_HOST = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
+_DOMAIN = rf"(?:localhost(?::\d+)?|{_HOST}(?:\.{_HOST})+(?::\d+)?|{_HOST}:\d+|\[[0-9a-fA-F:]+\](?::\d+)?)"
+_IMAGE_RE = re.compile(
+    rf"^(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*"
+    r"(?::\w[\w.-]{0,127})?(?:@[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[0-9a-fA-F]{32,})?$"
+)
 
 
 @dataclass
@@ -50,6 +58,10 @@ class LayerParser:
         """Record a problem at the value of `path`."""
         self.problems.append(Problem(self.doc.origin(path), message, hint))
 
+    def fail_key(self, path: KeyPath, message: str, hint: str | None = None) -> None:
+        """Record a problem with the key that ends `path` (its name), located at the key."""
+        self.problems.append(Problem(self.doc.key_origin(path), message, hint))
+
     def parse(self) -> Layer:
         """Normalise the whole document into a Layer; problems collect in `self.problems`."""
         layer = Layer()
@@ -62,6 +74,7 @@ class LayerParser:
                 "a profile is a mapping of keys (image:, gpus:, ...)",
                 "see docs/profiles.md",
             )
+            layer.failed.add("image")  # so "no image" is not said about it as well
             return layer
         for key, raw in data.items():
             parser = PARSERS.get(key)
@@ -121,11 +134,14 @@ def _string(p: LayerParser, raw: Any, path: KeyPath) -> str | None:
 def _image(p: LayerParser, raw: Any, path: KeyPath) -> str | None:
     image = _string(p, raw, path)
     if image is not None and not _IMAGE_RE.match(image):
-        p.fail(
-            path,
-            f"'{image}' is not an image reference",
-            "e.g. pytorch/pytorch:2.7.0-cuda12.6-cudnn9-runtime",
+        name, _, tag = image.partition(":")
+        lowered = f"{name.lower()}:{tag}" if tag else name.lower()
+        hint = (
+            f"repository names are lower case: {lowered}"
+            if _IMAGE_RE.match(lowered)
+            else "e.g. pytorch/pytorch:2.7.0-cuda12.6-cudnn9-runtime"
         )
+        p.fail(path, f"'{image}' is not an image reference", hint)
         return None
     return image
 
@@ -220,7 +236,7 @@ def _env(p: LayerParser, raw: Any, path: KeyPath) -> dict[str, str] | None:
     result = _string_map(p, raw, path, "env")
     for key in result or {}:
         if not _ENV_NAME_RE.match(key):
-            p.fail(
+            p.fail_key(
                 (*path, key),
                 f"'{key}' is not a variable name",
                 "letters, digits and _, not starting with a digit",
@@ -228,7 +244,9 @@ def _env(p: LayerParser, raw: Any, path: KeyPath) -> dict[str, str] | None:
         elif key == "NVIDIA_VISIBLE_DEVICES":
             # The NVIDIA runtime hands the box whatever this names: set here it would
             # bypass GPU allocation and the lab's GPU limits.
-            p.fail((*path, key), "NVIDIA_VISIBLE_DEVICES is set by devbox from gpus:", "gpus: 2 or [0, 3]")
+            p.fail_key(
+                (*path, key), "NVIDIA_VISIBLE_DEVICES is set by devbox from gpus:", "gpus: 2 or [0, 3]"
+            )
     return result
 
 
@@ -280,7 +298,7 @@ def _labels(p: LayerParser, raw: Any, path: KeyPath) -> dict[str, str] | None:
     result = _string_map(p, raw, path, "labels")
     for key in list(result or {}):
         if key.startswith("devbox."):
-            p.fail(
+            p.fail_key(
                 (*path, key),
                 f"label '{key}' is reserved: devbox.* labels are devbox's own",
                 "pick another prefix",

@@ -143,11 +143,14 @@ def parse_document(
     doc: Document, settings: Settings, bind_base: Path, file_dir: Path
 ) -> tuple[Layer, list[Problem]]:
     """Expand variables in `doc` and normalise it into a Layer."""
-    problems = list(doc.problems)
-    problems += interpolate.expand_document(doc, settings.interpolation_env())
+    unset = interpolate.expand_document(doc, settings.interpolation_env())
     parser = LayerParser(doc, bind_base, file_dir, settings.home)
     layer = parser.parse()
-    return layer, problems + parser.problems
+    # A value whose ${VAR} is unset stays unexpanded and then fails its own check: one
+    # mistake, so say it once (the variable is the thing to fix).
+    said = {(p.origin.line, p.origin.column) for p in unset}
+    later = [p for p in parser.problems if (p.origin.line, p.origin.column) not in said]
+    return layer, [*doc.problems, *unset, *later]
 
 
 def load_chain(ref: ProfileRef, settings: Settings) -> tuple[list[Layer], list[ProfileRef], list[Problem]]:
@@ -163,6 +166,10 @@ def load_chain(ref: ProfileRef, settings: Settings) -> tuple[list[Layer], list[P
         layers.insert(0, layer)
         problems += found
         current = _parent(current, layer, doc, chain, settings, problems)
+        if current is None and layer.extends is not None:
+            # The parent is missing (or a cycle): what it would give, image included, is
+            # unknown, so "no image" would be a second report of the same mistake.
+            layer.failed.add("image")
     return layers, chain, problems
 
 
@@ -234,6 +241,7 @@ def check_merged(values: dict[str, Any], origin: Origin, need_image: bool = True
             Problem(
                 origin,
                 "no image: the profile (or one it extends) needs image: or build:",
+                "e.g. image: devbox/devbox:0.1, or extends: default, or build: {context: .}",
             )
         )
     ports: dict[str, PortSpec] = values.get("ports", {})

@@ -253,7 +253,12 @@ def _mount_args(mount: Mount, volume_labels: dict[str, str]) -> list[str]:
         parts.append("readonly")
     if mount.type == "volume":
         parts += [f"volume-label={k}={v}" for k, v in volume_labels.items()]
-    return ["--mount", ",".join(parts)]
+    return ["--mount", ",".join(_csv_field(part) for part in parts)]
+
+
+def _csv_field(text: str) -> str:
+    """The docker CLI reads --mount as one CSV record: quote a field holding , or "."""
+    return '"' + text.replace('"', '""') + '"' if any(c in text for c in ',"') else text
 
 
 def docker_run_argv(spec: ContainerSpec) -> list[str]:

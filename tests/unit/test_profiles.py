@@ -304,3 +304,17 @@ def test_control_characters_are_a_located_yaml_error_not_a_crash(sandbox: Sandbo
     sandbox.write("work/p.yaml", "image: x\x00\n")
     found = problems_of(sandbox, "p.yaml")
     assert len(found) == 1 and "unacceptable character" in found[0][1]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "image: ${DEVBOX_TEST_UNSET_IMG}\n",  # not also "not an image reference"
+        "image: x\nvolumes: ['${DEVBOX_TEST_UNSET_SRC}:/x']\n",  # not also "not a path"
+        "extends: ./missing.yaml\n",  # not also "no image"
+        "- a list\n- not a mapping\n",  # not also "no image"
+    ],
+)
+def test_one_mistake_is_reported_once(sandbox: Sandbox, body: str) -> None:
+    sandbox.write("work/p.yaml", body)
+    assert len(problems_of(sandbox, "p.yaml")) == 1
