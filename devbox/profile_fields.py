@@ -7,6 +7,7 @@ located problem. Parsing never stops at the first problem: the user sees them al
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
 import shlex
@@ -154,27 +155,28 @@ def _build(p: LayerParser, raw: Any, path: KeyPath) -> dict[str, Any] | None:
         return None
     p.known_keys(spec, path, ("context", "dockerfile", "args"))
     context_raw = spec.get("context", ".")
-    if not isinstance(context_raw, str):
-        p.fail((*path, "context"), "context must be a folder path")
-        return None
-    context = p.expand_path(context_raw, p.file_dir)
     dockerfile = spec.get("dockerfile", "Dockerfile")
-    if not isinstance(dockerfile, str):
-        p.fail((*path, "dockerfile"), "dockerfile must be a file name")
-        return None
-    if not Path(context).is_dir():
+    # Every field is checked, so one look shows all that is wrong with build:.
+    args = _string_map(p, spec.get("args", {}), (*path, "args"), "build args")
+    context = p.expand_path(context_raw, p.file_dir) if isinstance(context_raw, str) else None
+    if context is None:
+        p.fail((*path, "context"), "context must be a folder path")
+    elif not Path(context).is_dir():
         p.fail(
             (*path, "context"),
             f"build context {context} is not a folder",
             "create it, or fix the path",
         )
-    elif not (Path(context) / dockerfile).is_file():
+    if not isinstance(dockerfile, str):
+        p.fail((*path, "dockerfile"), "dockerfile must be a file name", "e.g. dockerfile: Dockerfile.gpu")
+    elif context is not None and Path(context).is_dir() and not (Path(context) / dockerfile).is_file():
         p.fail(
             (*path, "dockerfile"),
             f"no {dockerfile} in {context}",
             "add the Dockerfile or fix dockerfile:",
         )
-    args = _string_map(p, spec.get("args", {}), (*path, "args"), "build args")
+    if context is None or not isinstance(dockerfile, str) or args is None:
+        return None
     return {"context": context, "dockerfile": dockerfile, "args": args or {}}
 
 
@@ -314,7 +316,12 @@ def _ready(p: LayerParser, raw: Any, path: KeyPath) -> dict[str, Any] | None:
     timeout = spec.get("timeout")
     if timeout is None:
         return {}
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, (int, float))
+        or not math.isfinite(timeout)
+        or timeout <= 0
+    ):
         p.fail(
             (*path, "timeout"),
             f"timeout must be a positive number of seconds, not {timeout!r}",

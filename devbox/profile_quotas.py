@@ -49,6 +49,7 @@ def parse_gpus(raw: Any) -> GpuRequest | str:
         ]
         if bad:
             return f"gpus: {bad[0]!r} is not a GPU index or UUID (GPU-…)"
+        ids = [str(int(i)) if i.isdecimal() else i for i in ids]  # 03 and 3 are one GPU
         if len(set(ids)) != len(ids):
             return "gpus: the same GPU is listed twice"
         return GpuRequest("devices", devices=tuple(ids))

@@ -318,3 +318,15 @@ def test_control_characters_are_a_located_yaml_error_not_a_crash(sandbox: Sandbo
 def test_one_mistake_is_reported_once(sandbox: Sandbox, body: str) -> None:
     sandbox.write("work/p.yaml", body)
     assert len(problems_of(sandbox, "p.yaml")) == 1
+
+
+def test_every_build_problem_is_reported_at_once(sandbox: Sandbox) -> None:
+    sandbox.write("work/p.yaml", "build: {context: ./nope, dockerfile: 5, args: [1]}\n")
+    found = problems_of(sandbox, "p.yaml")
+    assert [message.split()[0] for _, message in found] == ["build", "dockerfile", "build"]
+    assert len(found) == 3  # and no "no image" on top
+
+
+def test_the_same_gpu_spelled_twice_is_caught() -> None:
+    assert parse_gpus([0, "00"]) == "gpus: the same GPU is listed twice"
+    assert parse_gpus(["03", 1]) == GpuRequest("devices", devices=("3", "1"))
