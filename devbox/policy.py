@@ -117,6 +117,14 @@ def parse(doc: Document, settings: Settings) -> Policy:
             settings.policy_path.parent,
         )
         problems += found
+        if defaults.extends is not None:
+            problems.append(
+                Problem(
+                    doc.key_origin(("defaults", "extends")),
+                    "defaults cannot extend a profile: they sit under every profile",
+                    "write the keys themselves under defaults:",
+                )
+            )
     limits = _limits(doc, data.get("limits", {}), problems)
     images = _string_list(doc, data, "allowed_images", problems)
     mounts = _string_list(doc, data, "forbidden_mounts", problems) or ()

@@ -121,3 +121,10 @@ def test_an_infinite_cpu_limit_is_a_policy_error(sandbox: Sandbox) -> None:
     with pytest.raises(InvalidInput) as caught:
         policy.load(sandbox.settings(DEVBOX_POLICY=str(path)))
     assert [p.origin.line for p in caught.value.problems] == [1]
+
+
+def test_policy_defaults_cannot_extend(sandbox: Sandbox) -> None:
+    path = sandbox.write("p.yaml", "defaults: {shm_size: 1g, extends: pytorch-gpu}\n")
+    with pytest.raises(InvalidInput) as caught:
+        policy.load(sandbox.settings(DEVBOX_POLICY=str(path)))
+    assert ["cannot extend" in p.message for p in caught.value.problems] == [True]
