@@ -244,7 +244,11 @@ def create(
     env = _environment(container_spec)
     made = _secrets(resolved) if container_spec.protocol else None
     reporter.step(f"creating {container_spec.name}")
-    box_id, container_spec = placement.create(engine, resolved, env, made.labels if made else {})
+    try:
+        box_id, container_spec = placement.create(engine, resolved, env, made.labels if made else {})
+    except BaseException:
+        engine.remove_volumes(engine.volumes_made)  # e.g. made on a try that then lost its GPU
+        raise
     try:
         if made:
             engine.put_files(box_id, made.files)
