@@ -311,6 +311,33 @@ class Engine:
         except ApiError as exc:
             raise self.error(exc, "handing the box's new volumes to its user") from None
 
+    def chown_volumes(self, image: str, volumes: dict[str, str], owner: str) -> bool:
+        """Give `volumes` ({name: mount point}) to `owner` (uid:gid, or name:) with a one-shot root
+        container of `image`.
+
+        For images that run as a numeric user: the engine's own chown on copy looks the user
+        up in the image's passwd file and fails for a uid it does not know. False if it failed.
+        """
+        body = {
+            "Image": image,
+            "User": "0:0",
+            "Entrypoint": ["chown", owner, *volumes.values()],
+            "Cmd": [],
+            "Labels": {labels.HELPER: "chown"},
+            "HostConfig": {
+                "Mounts": [{"Type": "volume", "Source": n, "Target": t} for n, t in volumes.items()]
+            },
+        }
+        helper = str(self._call("POST", "/containers/create", body, doing="preparing volumes")["Id"])
+        try:
+            self.start(helper)
+            path = DockerAPI.path("/containers/{}/wait", helper)
+            return int(self._call("POST", path, doing="preparing volumes").get("StatusCode", 1)) == 0
+        except DevboxError:
+            return False  # e.g. an image with no chown: the volume stays root's, as Docker makes it
+        finally:
+            self.remove(helper)
+
     def start(self, container: str) -> None:
         """Start a created or stopped container."""
         self._call("POST", DockerAPI.path("/containers/{}/start", container), doing="starting the box")

@@ -14,6 +14,7 @@ PROTOCOL = "devbox.protocol"  # on an image: it follows the devbox image protoco
 GPUS_DECLARED = "devbox.gpus-declared"  # "1": the GPUs come from DEVBOX_GPU_INVENTORY, not a driver
 CPUS = "devbox.cpus"  # nano-CPUs asked for, summed for the policy's per-user limits
 MEMORY = "devbox.memory"  # bytes asked for, likewise
+HELPER = "devbox.helper"  # on a short-lived container devbox runs for itself (never a box)
 PORTS = "devbox.ports"  # jupyter:8888,ssh:22: names of the published ports, for ls and info
 
 

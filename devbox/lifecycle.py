@@ -12,7 +12,18 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from devbox import boxes, credentials, envfile, labels, placement, reports, spec, sshkeys
+from devbox import (
+    boxes,
+    credentials,
+    envfile,
+    hostlock,
+    labels,
+    placement,
+    porthint,
+    reports,
+    spec,
+    sshkeys,
+)
 from devbox.engine import BoxFailed, Engine, NameTaken
 from devbox.errors import DevboxError
 from devbox.model import Profile
@@ -73,7 +84,14 @@ class NotReady(DevboxError):
 def _environment(container_spec: spec.ContainerSpec) -> dict[str, str]:
     env: dict[str, str] = {}
     for path in container_spec.env_files:
-        env.update(envfile.parse(Path(path).read_text(encoding="utf-8")))
+        from_file = envfile.parse(Path(path).read_text(encoding="utf-8"))
+        if "NVIDIA_VISIBLE_DEVICES" in from_file:
+            # As in env: the runtime would hand the box GPUs past allocation and limits.
+            raise DevboxError(
+                f"{path} sets NVIDIA_VISIBLE_DEVICES, which devbox sets from gpus:",
+                "remove it from the file and ask for GPUs with gpus: 2 or [0, 3]",
+            )
+        env.update(from_file)
     env.update(container_spec.env)
     return env
 
@@ -166,32 +184,6 @@ def _ssh_banner(address: str, port: int, deadline: float) -> bool:
     return False
 
 
-def _port_hint(error: BoxFailed, resolved: Resolved) -> BoxFailed:
-    for port in resolved.profile.ports:
-        if port.host is not None and f"host port {port.host} " in error.message:
-            free = _free_port_near(port.host, resolved.policy.bind_address)
-            example = f'e.g. {port.name}: "{free}:{port.container}", ' if free else ""
-            return BoxFailed(
-                f"host port {port.host} (ports: {port.name}) is already taken",
-                f"change it at {port.origin}, {example}"
-                f"or write {port.name}: {port.container} to let the engine pick a free port",
-            )
-    return error
-
-
-def _free_port_near(port: int, address: str) -> int | None:
-    """The next port above `port` that nothing listens on here (a suggestion, not a promise)."""
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    for candidate in range(port + 1, min(port + 50, 65536)):
-        with socket.socket(family, socket.SOCK_STREAM) as probe:
-            try:
-                probe.bind((address, candidate))
-            except OSError:
-                continue
-            return candidate
-    return None
-
-
 @dataclass(frozen=True)
 class _Secrets:
     """What a devbox-protocol box gets copied in before it starts."""
@@ -223,11 +215,19 @@ def _secrets(resolved: Resolved) -> _Secrets:
 def _hand_over_new_volumes(engine: Engine, box_id: str, container_spec: spec.ContainerSpec) -> None:
     """Volumes made just now belong to the box's user, so Jupyter and ssh can write to them."""
     owner = spec.volume_owner(container_spec)
-    fresh = [
-        m.target for m in container_spec.mounts if m.type == "volume" and m.source in engine.volumes_made
-    ]
-    if owner and fresh:
-        engine.own_folders(box_id, fresh, *owner)
+    fresh = {
+        m.source: m.target
+        for m in container_spec.mounts
+        if m.type == "volume" and m.source in engine.volumes_made
+    }
+    if not owner or not fresh:
+        return
+    if container_spec.protocol:
+        # The box starts as root, so the engine keeps the owners written in the archive.
+        uid, _, gid = owner.partition(":")
+        engine.own_folders(box_id, list(fresh.values()), int(uid), int(gid))
+    else:
+        engine.chown_volumes(container_spec.image, fresh, owner)
 
 
 def _undo(engine: Engine, box_id: str) -> None:
@@ -267,7 +267,7 @@ def create(
         raise
     except BoxFailed as exc:
         _undo(engine, box_id)
-        raise _port_hint(exc, resolved) from None
+        raise porthint.explain(exc, resolved) from None
     except BaseException:
         _undo(engine, box_id)  # Ctrl-C or a crash: leave nothing half-made
         raise
@@ -281,7 +281,19 @@ def create(
 def up(
     engine: Engine, resolved: Resolved, reporter: Reporter, recreate: bool = False, keep_failed: bool = False
 ) -> BoxReport:
-    """Idempotent: report a matching running box, start a stopped one, create a missing one."""
+    """Idempotent: report a matching running box, start a stopped one, create a missing one.
+
+    Two `up`s of one box on this host take turns (a per-box flock), so the second reports
+    what the first made instead of racing it for the name, the volumes and the start.
+    """
+    lock = f"box {engine.host} {resolved.spec.name}"
+    with hostlock.held(lock, timeout=resolved.profile.ready_timeout + 120):
+        return _up(engine, resolved, reporter, recreate, keep_failed)
+
+
+def _up(
+    engine: Engine, resolved: Resolved, reporter: Reporter, recreate: bool, keep_failed: bool
+) -> BoxReport:
     info = engine.inspect_own(resolved.spec.name, resolved.spec.owner)
     if info is None or recreate:
         ensure_image(engine, resolved, reporter)
@@ -394,11 +406,25 @@ def down(
 
 
 def switch(engine: Engine, resolved: Resolved, reporter: Reporter) -> tuple[list[str], BoxReport]:
-    """Stop the caller's other running boxes (data kept), then `up` this one."""
-    stopped = []
-    for box in engine.list_boxes(resolved.spec.owner):
-        if box.running and box.container != resolved.spec.name:
-            reporter.step(f"stopping {box.name}")
-            engine.stop(box.id)
-            stopped.append(box.name)
-    return stopped, up(engine, resolved, reporter)
+    """Stop the caller's other running boxes (data kept), then `up` this one.
+
+    If this one then fails, the others are started again: a failed switch leaves you where
+    you were, not with no box at all.
+    """
+    stopped = [
+        box
+        for box in engine.list_boxes(resolved.spec.owner)
+        if box.running and box.container != resolved.spec.name
+    ]
+    for box in stopped:
+        reporter.step(f"stopping {box.name}")
+        engine.stop(box.id)
+    try:
+        return [b.name for b in stopped], up(engine, resolved, reporter)
+    except DevboxError as exc:
+        for box in stopped:
+            engine.start(box.id)
+        if stopped:
+            again = ", ".join(b.name for b in stopped)
+            exc.hint = f"{exc.hint + '; ' if exc.hint else ''}{again} started again, as before the switch"
+        raise

@@ -44,9 +44,16 @@ def resolve(
     """
     lab = policy.load(settings)
     layers, problems = flags.to_layers(overrides or flags.Overrides(), settings)
-    if problems:
-        raise InvalidInput("invalid flags", problems, hint="see devbox COMMAND --help")
     defaults = [lab.defaults] if lab.defaults else []
+    if problems:
+        # Say the profile's own problems too, so one run shows everything to fix.
+        message = "invalid flags"
+        try:
+            profiles.load(ref, settings, defaults=defaults)
+        except InvalidInput as exc:
+            problems = [*problems, *exc.problems]
+            message = f"invalid flags, and {exc.message}"
+        raise InvalidInput(message, problems, hint="see devbox COMMAND --help")
     profile = profiles.load(ref, settings, defaults=defaults, overrides=layers)
     profile = policy.check(profile, lab)
     ctx = spec.HostContext(settings.owner, settings.uid, settings.gid, lab.bind_address, settings.login)

@@ -190,19 +190,25 @@ def _limits(doc: Document, raw: Any, problems: list[Problem]) -> Limits:
             size = sizes.parse_size(value)
             if size is None:
                 problems.append(Problem(where, f"max_memory {value!r} is not a size", "e.g. 64g"))
+            elif size < 6 * 1024**2:
+                # Boxes get this as their memory when they ask for none: Docker refuses < 6 MiB.
+                problems.append(
+                    Problem(where, f"max_memory {value!r} is below Docker's 6 MiB minimum", "e.g. 64g")
+                )
             values[key] = size
         elif (
             key == "max_cpus"
             and not isinstance(value, bool)
             and isinstance(value, (int, float))
             and math.isfinite(value)
-            and value > 0
+            and value >= 0.01  # Docker's smallest quota; less rounds to 0, "no limit"
         ):
             values[key] = float(value)
         elif key != "max_cpus" and not isinstance(value, bool) and isinstance(value, int) and value >= 0:
             values[key] = value
         else:
-            problems.append(Problem(where, f"{key} must be a positive number, not {value!r}"))
+            least = "a number of CPUs, at least 0.01" if key == "max_cpus" else "a whole number, 0 or more"
+            problems.append(Problem(where, f"{key} must be {least}, not {value!r}"))
     return Limits(**values)
 
 
@@ -237,6 +243,17 @@ def mount_is_forbidden(source: str, forbidden: str) -> bool:
                 return True
             if rule.startswith(path.rstrip("/") + "/"):
                 return True
+    return False
+
+
+def _unverifiable(path: str) -> bool:
+    """True when some part of `path` cannot be looked at (a missing tail is fine: -v creates it)."""
+    try:
+        os.path.realpath(path, strict=True)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError:
+        return True
     return False
 
 
@@ -304,6 +321,12 @@ def _mount_rules(profile: Profile, policy: Policy) -> list[Problem]:
     problems = []
     for volume in profile.volumes:
         if volume.kind != "bind":
+            continue
+        if _unverifiable(volume.source):
+            # The engine runs as root and follows links this user cannot see; what cannot be
+            # checked is refused, or a folder made unreadable would hide a link to the socket.
+            message = f"cannot see where {volume.source} leads (permission denied), so it cannot be checked"
+            problems.append(Problem(volume.origin, message, "mount a folder you can read"))
             continue
         for forbidden in policy.forbidden_mounts:
             if mount_is_forbidden(volume.source, forbidden):

@@ -104,6 +104,9 @@ def parse_volume(p: LayerParser, raw: Any, path: KeyPath) -> VolumeSpec | None:
     if target == "/":
         p.fail(path, "a volume cannot be mounted over the box's root /", "pick a folder: /data")
         return None
+    if target.split("/")[1] in ("proc", "sys", "dev"):
+        p.fail(path, f"{target} belongs to the container runtime, not to volumes", "pick a folder: /data")
+        return None
     if source.startswith(("/", ".", "~")) or "/" in source:
         return VolumeSpec("bind", p.expand_path(source, p.bind_base), target, readonly, origin)
     if not is_valid_name(source):

@@ -88,8 +88,10 @@ class LayerParser:
             else:
                 layer.values[key] = value
                 layer.origins[key] = self.doc.origin((key,))
-        if isinstance(data.get("extends"), str):
-            layer.extends = data["extends"]
+        if "extends" in layer.values:
+            layer.extends = layer.values["extends"]
+        elif "extends" in layer.failed:
+            layer.failed.add("image")  # what the parent would give is unknown: no "no image" too
         if "image" in layer.values and "build" in layer.values:
             self.fail(("build",), "give either image: or build:, not both", "drop one of them")
         return layer
@@ -139,7 +141,7 @@ def _image(p: LayerParser, raw: Any, path: KeyPath) -> str | None:
         lowered = f"{name.lower()}:{tag}" if tag else name.lower()
         hint = (
             f"repository names are lower case: {lowered}"
-            if _IMAGE_RE.match(lowered)
+            if lowered != image and _IMAGE_RE.match(lowered)
             else "e.g. pytorch/pytorch:2.7.0-cuda12.6-cudnn9-runtime"
         )
         p.fail(path, f"'{image}' is not an image reference", hint)
@@ -211,7 +213,9 @@ def _string_map(p: LayerParser, raw: Any, path: KeyPath, what: str) -> dict[str,
         return None
     result: dict[str, str] = {}
     for key, value in spec.items():
-        if isinstance(value, bool):
+        if not key.strip():
+            p.fail_key((*path, key), f"{what} cannot have an empty name")
+        elif isinstance(value, bool):
             result[key] = "true" if value else "false"
         elif isinstance(value, (str, int, float)):
             result[key] = str(value)

@@ -18,6 +18,7 @@ _GPU_ID_RE = re.compile(r"^(\d+|(GPU|MIG)-[0-9A-Za-z-]+)$")
 _SMALLEST_BARE_SIZE = 1024**2
 _BARE_NUMBER_RE = re.compile(r"^\s*[0-9.]+\s*(i?b)?\s*$", re.IGNORECASE)  # 8, 1.5, 8ib: no unit
 _FEWEST_CPUS = 0.01
+_MOST_GPUS = 1024
 _LEAST_MEMORY = 6 * 1024**2
 
 
@@ -26,6 +27,8 @@ def parse_gpus(raw: Any) -> GpuRequest | str:
     if isinstance(raw, bool):
         return "gpus is all, none, a count or a list of GPU indices/UUIDs, not true/false"
     if isinstance(raw, int):
+        if raw > _MOST_GPUS:
+            return f"gpus: {raw} is more GPUs than a machine has"
         return (
             GpuRequest("count", count=raw)
             if raw > 0

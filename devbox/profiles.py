@@ -148,8 +148,12 @@ def parse_document(
     layer = parser.parse()
     # A value whose ${VAR} is unset stays unexpanded and then fails its own check: one
     # mistake, so say it once (the variable is the thing to fix).
-    said = {(p.origin.line, p.origin.column) for p in unset}
-    later = [p for p in parser.problems if (p.origin.line, p.origin.column) not in said]
+    said = {(p.origin.source, p.origin.line, p.origin.column) for p in unset}
+    later = [
+        p
+        for p in parser.problems
+        if "${" not in p.message or (p.origin.source, p.origin.line, p.origin.column) not in said
+    ]
     return layer, [*doc.problems, *unset, *later]
 
 
@@ -185,6 +189,8 @@ def _parent(
         return None
     origin = doc.origin(("extends",))
     ref = layer.extends
+    if "${" in ref:
+        return None  # an unset variable, already reported where it stands
     if looks_like_path(ref):
         path = (child.path.parent / Path(ref).expanduser()).resolve()
         parent = ProfileRef(_profile_name(path), path, scope_of(path, settings)) if path.is_file() else None

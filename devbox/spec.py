@@ -89,18 +89,21 @@ def volume_name(owner: str, volume: str) -> str:
     return f"devbox-{owner}-{volume}"
 
 
-def volume_owner(spec: ContainerSpec) -> tuple[int, int] | None:
-    """Who should own a new named volume's root: the box's non-root user, if known by number.
+def volume_owner(spec: ContainerSpec) -> str | None:
+    """Who should own a new named volume's root ("uid:gid", or "name:"), if not root.
 
     Docker makes a new volume root-owned; a box running as your uid could not write to it.
+    A devbox-protocol box is told its user by number (or makes a named one itself: unknown).
     """
     if spec.protocol:
         uid, gid = spec.env.get("DEVBOX_UID", ""), spec.env.get("DEVBOX_GID", "")
-    else:
-        uid, _, gid = (spec.user or "").partition(":")
-    if not uid.isdecimal() or int(uid) == 0:
+        return f"{uid}:{gid or uid}" if uid.isdecimal() and int(uid) != 0 else None
+    user, _, group = (spec.user or "").partition(":")
+    if not user or user in ("0", "root"):
         return None
-    return int(uid), int(gid) if gid.isdecimal() else int(uid)
+    if user.isdecimal():
+        return f"{user}:{group or user}"
+    return f"{user}:{group}"  # chown name: gives the user's login group
 
 
 def gpu_label(gpus: GpuRequest) -> str:

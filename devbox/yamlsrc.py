@@ -6,6 +6,7 @@ of each value (("ports", "jupyter"), ("volumes", 2)) to where it stands in the f
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,19 @@ from devbox.errors import InvalidInput, Origin, Problem
 _INT_TAG = "tag:yaml.org,2002:int"
 _FLOAT_TAG = "tag:yaml.org,2002:float"
 _NON_STRING_TAGS = (_INT_TAG, _FLOAT_TAG, "tag:yaml.org,2002:bool")
-# Mappings whose values are strings for Docker, whatever YAML would make of them.
-_TEXT_MAPPINGS = {("env",), ("labels",), ("build", "args")}
+_DECIMAL_RE = re.compile(r"^[-+]?(0|[1-9][0-9]*)$")
+
+
+def _is_text(path: KeyPath) -> bool:
+    """Values Docker takes as strings, whatever YAML would make of them (also under defaults:)."""
+    parent = path[:-1]
+    return (
+        parent[-1:] in (("env",), ("labels",), ("command",))
+        or parent[-2:] == ("build", "args")
+        or path[-1:] == ("user",)
+    )
+
+
 Key = str | int
 KeyPath = tuple[Key, ...]
 
@@ -155,8 +167,12 @@ def _build(loader: yaml.SafeLoader, node: yaml.Node, path: KeyPath, doc: Documen
         # YAML 1.1 reads 2222:22 as a base-60 number (133342); every such value here is a
         # port pair or a uid:gid, so keep the text as written.
         return str(node.value)
-    if node.tag in _NON_STRING_TAGS and len(path) >= 2 and path[:-1] in _TEXT_MAPPINGS:
-        # Env values, labels and build args are text: VERSION: 1.10 must stay "1.10", not
-        # 1.1, and 0123 must not turn into 83 (YAML 1.1 octal).
+    if node.tag in _NON_STRING_TAGS and _is_text(path):
+        # Env values, labels, build args, command words and user are text: VERSION: 1.10
+        # must stay "1.10", not 1.1, and 0123 must not turn into 83 (YAML 1.1 octal).
+        return str(node.value)
+    if node.tag == _INT_TAG and not _DECIMAL_RE.match(str(node.value)):
+        # 010, 0x1F, 1_000: YAML 1.1 reads them as octal, hex or grouped; people mean what
+        # they typed. The text goes on, and the key's own parser reads it as decimal.
         return str(node.value)
     return loader.construct_object(node, deep=True)

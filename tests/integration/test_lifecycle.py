@@ -193,3 +193,17 @@ def test_a_name_shared_with_another_owners_box_is_not_theirs(engine: Engine, tmp
     assert refused.returncode != 0 and f"belongs to {lee.owner}" in refused.stderr
     assert not container_exists(ann.container("other"))
     assert volume_exists(f"devbox-{lee.owner}-nb-data")
+
+
+def test_a_plain_image_running_as_a_uid_gets_a_volume_it_can_write(caller: Caller, engine: Engine) -> None:
+    # The image knows no user 4242; its new volume must still be writable by it.
+    profile = caller.write_profile(
+        "asuid",
+        f"image: {NOTEBOOK6}\nports: {{jupyter: 8888}}\nuser: '4242:4242'\n"
+        "env: {HOME: /tmp}\nvolumes: [uiddata:/data]",
+    )
+    box = up_json(caller, str(profile))
+    wrote = docker("exec", box["container"], "sh", "-c", "echo x > /data/f && stat -c %u:%g /data/f")
+    assert wrote.stdout.strip() == "4242:4242"
+    helpers = docker("ps", "-aq", "--filter", "label=devbox.helper").stdout.split()
+    assert helpers == []  # the one-shot chown container is gone

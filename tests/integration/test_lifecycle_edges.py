@@ -84,6 +84,12 @@ def test_switch_stops_the_other_boxes_and_info_and_logs_work(caller: Caller, eng
     assert "Jupyter Notebook" in caller.devbox("logs", "first", "--tail", "20").stdout
     ls = json.loads(caller.devbox("ls", "--json").stdout)
     assert sorted((b["name"], b["status"]) for b in ls) == [("first", "running"), ("second", "running")]
+    # A switch that fails (no such image) starts the others again: you are left where you were.
+    ghost = caller.write_profile("ghost", "image: registry.invalid/devbox/nope:1")
+    failed = caller.devbox("switch", str(ghost), check=False)
+    assert failed.returncode == 1 and "started again" in failed.stderr
+    ls = json.loads(caller.devbox("ls", "--json").stdout)
+    assert sorted((b["name"], b["status"]) for b in ls) == [("first", "running"), ("second", "running")]
 
 
 def test_the_docker_py_transport_drives_the_same_lifecycle(caller: Caller, engine: Engine) -> None:

@@ -229,3 +229,15 @@ def test_a_new_named_volume_is_the_users_to_write(person: Person) -> None:
     person.up(str(_profile(person, "vol", "volumes: ['keep:/data']\n")))
     made = person.devbox("ssh", "vol", "--", "sh", "-c", "'echo kept > /data/f && stat -c %u:%g /data/f'")
     assert made.stdout.strip() == f"{person.uid}:{person.gid}"
+
+
+def test_a_link_hidden_in_an_unreadable_folder_is_refused(person: Person) -> None:
+    # dockerd (root) would follow the link that this user cannot see: to the docker socket.
+    hidden = person.work / "hidden"
+    hidden.mkdir()
+    (hidden / "sock").symlink_to("/var/run/docker.sock")
+    os.chown(hidden, person.uid, person.gid)
+    hidden.chmod(0)
+    path = _profile(person, "sneaky", "volumes: ['./hidden/sock:/s']\n")
+    refused = person.devbox("render", str(path), check=False)
+    assert refused.returncode == 3 and "cannot see where" in refused.stderr

@@ -109,7 +109,12 @@ def test_a_box_published_on_every_ipv6_address_is_shown_on_the_ipv6_loopback() -
 
 
 def test_a_fresh_volume_goes_to_the_boxs_user(sandbox: Sandbox) -> None:
-    sandbox.write("work/r.yaml", "image: x\nuser: '1234:55'\n")
-    assert spec.volume_owner(ops.resolve("r.yaml", sandbox.settings()).spec) == (1234, 55)
-    sandbox.write("work/s.yaml", "image: x\nuser: root\n")
-    assert spec.volume_owner(ops.resolve("s.yaml", sandbox.settings()).spec) is None
+    def owner_for(user: str) -> str | None:
+        sandbox.write("work/r.yaml", f"image: x\nuser: '{user}'\n")
+        return spec.volume_owner(ops.resolve("r.yaml", sandbox.settings()).spec)
+
+    assert owner_for("1234:55") == "1234:55"
+    assert owner_for("1234") == "1234:1234"
+    assert owner_for("nobody") == "nobody:"
+    assert owner_for("root") is None
+    assert owner_for("0:0") is None
