@@ -355,7 +355,13 @@ def rebuild(engine: Engine, resolved: Resolved, reporter: Reporter, pull: bool, 
     ensure_image(engine, resolved, reporter, pull=pull, build=True, no_cache=no_cache)
     resolved = resolved.for_image(engine.image_labels(resolved.spec.image))
     old = engine.inspect_own(resolved.spec.name, resolved.spec.owner)
-    placement.check_fits(engine, resolved)  # before the old box goes: it stays if the new cannot
+    try:
+        placement.check_fits(engine, resolved)  # before the old box goes: it stays if the new cannot
+    except DevboxError as exc:
+        if old is not None:
+            kept = f"box '{resolved.spec.box}' was left as it was"
+            exc.hint = f"{exc.hint}; {kept}" if exc.hint else kept
+        raise
     if old is not None:
         reporter.step(f"replacing {resolved.spec.name}")
         engine.stop(old["Id"])

@@ -208,11 +208,20 @@ def exec_(
         raise DevboxError(f"no box named '{name}'", "devbox ls shows your boxes")
     if not box.running:
         raise DevboxError(f"box '{name}' is {box.status}", f"start it: devbox up {name}")
+    # A devbox-image box starts as root and runs as its user: exec as that user too, so what
+    # the command writes into /workspace is the caller's on the host, not root's.
+    env = dict(
+        e.split("=", 1)
+        for e in ((eng.inspect(box.id) or {}).get("Config") or {}).get("Env") or []
+        if "=" in e
+    )
+    user = f"{env['DEVBOX_UID']}:{env.get('DEVBOX_GID', env['DEVBOX_UID'])}" if "DEVBOX_UID" in env else ""
     docker_cli = shutil.which("docker")
     if docker_cli:
         # The docker CLI gives a real terminal (-t) and stdin; it honours DOCKER_HOST like we do.
         flags = ["-it"] if sys.stdin.isatty() and sys.stdout.isatty() else ["-i"]
+        flags += ["-u", user] if user else []
         os.execv(docker_cli, ["docker", "exec", *flags, box.id, *command])
-    code, output = eng.exec(box.id, command)
+    code, output = eng.exec(box.id, command, user=user)
     sys.stdout.write(output)
     raise typer.Exit(code)

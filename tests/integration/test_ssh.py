@@ -241,3 +241,10 @@ def test_a_link_hidden_in_an_unreadable_folder_is_refused(person: Person) -> Non
     path = _profile(person, "sneaky", "volumes: ['./hidden/sock:/s']\n")
     refused = person.devbox("render", str(path), check=False)
     assert refused.returncode == 3 and "cannot see where" in refused.stderr
+
+
+def test_exec_runs_as_the_boxs_user(person: Person) -> None:
+    person.up(str(_profile(person, "ex")))
+    assert person.devbox("exec", "ex", "--", "id", "-u").stdout.strip() == str(person.uid)
+    person.devbox("exec", "ex", "--", "touch", "/workspace/made-by-exec")
+    assert (person.work / "made-by-exec").stat().st_uid == person.uid
