@@ -10,7 +10,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,7 +20,8 @@ from devbox.errors import DevboxError
 def path_for(name: str) -> str:
     """The lock file for `name` (an engine address, say)."""
     digest = hashlib.sha256(name.encode()).hexdigest()[:16]
-    return os.path.join(tempfile.gettempdir(), f"devbox-{digest}.lock")
+    # /tmp itself, not the caller's TMPDIR: every user's devbox must meet at the same file.
+    return os.path.join("/tmp", f"devbox-{digest}.lock")
 
 
 def _open(path: str) -> int:

@@ -7,6 +7,7 @@ the CLI passes in (a spinner for people, silence for --json).
 from __future__ import annotations
 
 import socket
+import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -71,6 +72,15 @@ class QuietReporter:
 
     def build_line(self, line: str) -> None:
         """Ignored."""
+
+
+class PlainReporter(QuietReporter):
+    """For a stderr that is no terminal (a log, a pipe): no spinner, build output as lines."""
+
+    def build_line(self, line: str) -> None:
+        """Print a build output line as it comes."""
+        if line.strip():
+            print(line, file=sys.stderr, flush=True)
 
 
 class BoxExited(DevboxError):

@@ -38,10 +38,11 @@ def print_json(data: object) -> None:
 
 def reporter(json_output: bool) -> RichReporter | QuietReporter:
     """Progress on stderr; with --json only where a person watches it (rich costs ~50 ms)."""
-    if json_output and not sys.stderr.isatty():
-        from devbox.lifecycle import QuietReporter
+    if not sys.stderr.isatty():
+        # A spinner shows nothing in a log; skipping it also skips importing rich.progress.
+        from devbox.lifecycle import PlainReporter, QuietReporter
 
-        return QuietReporter()
+        return QuietReporter() if json_output else PlainReporter()
     from devbox.progress import RichReporter
 
     return RichReporter(stderr())
