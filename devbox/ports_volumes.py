@@ -70,6 +70,7 @@ def parse_volume(p: LayerParser, raw: Any, path: KeyPath) -> VolumeSpec | None:
             p.fail(path, f"mount mode '{mode}' is neither ro nor rw")
             return None
         source, target, readonly = parts[0], parts[1], mode == "ro"
+        source_at = target_at = path
     elif isinstance(raw, dict):
         p.known_keys(raw, path, ("source", "target", "readonly"))
         raw_source, raw_target, readonly = raw.get("source"), raw.get("target"), raw.get("readonly", False)
@@ -79,13 +80,16 @@ def parse_volume(p: LayerParser, raw: Any, path: KeyPath) -> VolumeSpec | None:
             or not raw_source
             or not raw_target
         ):
+            bad = "source" if not isinstance(raw_source, str) or not raw_source else "target"
             p.fail(
-                path,
+                (*path, bad),
                 "a volume needs source: and target: strings",
                 "e.g. {source: ~/datasets, target: /datasets}",
             )
             return None
         source, target = raw_source, raw_target
+        # Long form: point at the field that is wrong, not at the item.
+        source_at, target_at = (*path, "source"), (*path, "target")
         if not isinstance(readonly, bool):
             p.fail((*path, "readonly"), "readonly must be true or false")
             return None
@@ -94,7 +98,7 @@ def parse_volume(p: LayerParser, raw: Any, path: KeyPath) -> VolumeSpec | None:
         return None
     if not target.startswith("/"):
         p.fail(
-            path,
+            target_at,
             f"mount target '{target}' is not an absolute path",
             f"write /{target.lstrip('./')}",
         )
@@ -102,16 +106,18 @@ def parse_volume(p: LayerParser, raw: Any, path: KeyPath) -> VolumeSpec | None:
     # normpath keeps a leading // (POSIX allows it to mean something else); Docker does not.
     target = "/" + posixpath.normpath(target).lstrip("/")
     if target == "/":
-        p.fail(path, "a volume cannot be mounted over the box's root /", "pick a folder: /data")
+        p.fail(target_at, "a volume cannot be mounted over the box's root /", "pick a folder: /data")
         return None
     if target.split("/")[1] in ("proc", "sys", "dev"):
-        p.fail(path, f"{target} belongs to the container runtime, not to volumes", "pick a folder: /data")
+        p.fail(
+            target_at, f"{target} belongs to the container runtime, not to volumes", "pick a folder: /data"
+        )
         return None
     if source.startswith(("/", ".", "~")) or "/" in source:
         return VolumeSpec("bind", p.expand_path(source, p.bind_base), target, readonly, origin)
     if not is_valid_name(source):
         p.fail(
-            path,
+            source_at,
             f"'{source}' is neither a path nor a volume name",
             "start a path with ./ or /",
         )

@@ -330,3 +330,11 @@ def test_every_build_problem_is_reported_at_once(sandbox: Sandbox) -> None:
 def test_the_same_gpu_spelled_twice_is_caught() -> None:
     assert parse_gpus([0, "00"]) == "gpus: the same GPU is listed twice"
     assert parse_gpus(["03", 1]) == GpuRequest("devices", devices=("3", "1"))
+
+
+def test_long_form_volume_problems_point_at_the_field(sandbox: Sandbox) -> None:
+    sandbox.write(
+        "work/p.yaml",
+        "image: x\nvolumes:\n  - source: /tmp\n    target: rel\n  - source: 'bad name!'\n    target: /b\n",
+    )
+    assert [line for line, _ in problems_of(sandbox, "p.yaml")] == [4, 5]
