@@ -42,6 +42,17 @@ def _live_host_keys(host: str, port: int) -> set[str] | None:
     return keys
 
 
+def _separator_came_first(name: str) -> bool:
+    """True for `devbox ssh -- NAME-looking-word …`: no box name was given before the --."""
+    import sys
+
+    argv = sys.argv[1:]
+    if "ssh" not in argv:
+        return False
+    rest = argv[argv.index("ssh") + 1 :]
+    return len(rest) >= 2 and rest[0] == "--" and rest[1] == name
+
+
 @app.command("ssh", context_settings={"allow_interspersed_args": False})
 @handles_errors
 def ssh(
@@ -52,6 +63,10 @@ def ssh(
 ) -> None:
     """Log into a box over SSH, checking the host key devbox recorded when it made the box."""
     from devbox import engine, settings, spec, sshkeys
+
+    if _separator_came_first(name):
+        # `devbox ssh -- CMD`: click hands the first word of CMD to NAME; give it back.
+        command, name = [name, *(command or [])], "default"
 
     caller = settings.from_environment()
     eng = engine.connect()

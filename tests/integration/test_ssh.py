@@ -248,3 +248,8 @@ def test_exec_runs_as_the_boxs_user(person: Person) -> None:
     assert person.devbox("exec", "ex", "--", "id", "-u").stdout.strip() == str(person.uid)
     person.devbox("exec", "ex", "--", "touch", "/workspace/made-by-exec")
     assert (person.work / "made-by-exec").stat().st_uid == person.uid
+
+
+def test_ssh_with_no_name_logs_into_the_default_box(person: Person) -> None:
+    person.up(str(_profile(person, "default")))
+    assert person.devbox("ssh", "--", "id", "-un").stdout.strip() == TEST_ACCOUNT
