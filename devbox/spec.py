@@ -10,6 +10,7 @@ import hashlib
 import json
 import re
 import shlex
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
@@ -89,6 +90,12 @@ def volume_name(owner: str, volume: str) -> str:
     return f"devbox-{owner}-{volume}"
 
 
+def protocol_user(env: Mapping[str, str]) -> str | None:
+    """The "uid:gid" a devbox-protocol box drops to, from the environment it was given."""
+    uid = env.get("DEVBOX_UID", "")
+    return f"{uid}:{env.get('DEVBOX_GID') or uid}" if uid else None
+
+
 def volume_owner(spec: ContainerSpec) -> str | None:
     """Who should own a new named volume's root ("uid:gid", or "name:"), if not root.
 
@@ -96,8 +103,9 @@ def volume_owner(spec: ContainerSpec) -> str | None:
     A devbox-protocol box is told its user by number (or makes a named one itself: unknown).
     """
     if spec.protocol:
-        uid, gid = spec.env.get("DEVBOX_UID", ""), spec.env.get("DEVBOX_GID", "")
-        return f"{uid}:{gid or uid}" if uid.isdecimal() and int(uid) != 0 else None
+        user = protocol_user(spec.env)
+        uid = (user or "").partition(":")[0]
+        return user if uid.isdecimal() and int(uid) != 0 else None
     user, _, group = (spec.user or "").partition(":")
     if not user or user in ("0", "root"):
         return None

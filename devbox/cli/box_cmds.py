@@ -199,23 +199,20 @@ def exec_(
         command = command[1:]  # with interspersed args off, click keeps the separator
     if not command:
         raise DevboxError("no command given", f"devbox exec {name} -- CMD ARGS…")
-    from devbox import engine
+    from devbox import boxes, engine, spec
 
     settings = shared.caller()
     eng = engine.connect()
-    box = eng.find(shared.container(settings, name), settings.owner)
-    if box is None:
+    info = eng.inspect_own(shared.container(settings, name), settings.owner)
+    if info is None:
         raise DevboxError(f"no box named '{name}'", "devbox ls shows your boxes")
+    box = boxes.from_inspect(info)
     if not box.running:
         raise DevboxError(f"box '{name}' is {box.status}", f"start it: devbox up {name}")
     # A devbox-image box starts as root and runs as its user: exec as that user too, so what
     # the command writes into /workspace is the caller's on the host, not root's.
-    env = dict(
-        e.split("=", 1)
-        for e in ((eng.inspect(box.id) or {}).get("Config") or {}).get("Env") or []
-        if "=" in e
-    )
-    user = f"{env['DEVBOX_UID']}:{env.get('DEVBOX_GID', env['DEVBOX_UID'])}" if "DEVBOX_UID" in env else ""
+    env = dict(e.split("=", 1) for e in (info.get("Config") or {}).get("Env") or [] if "=" in e)
+    user = spec.protocol_user(env) or ""
     docker_cli = shutil.which("docker")
     if docker_cli:
         # The docker CLI gives a real terminal (-t) and stdin; it honours DOCKER_HOST like we do.
