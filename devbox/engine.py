@@ -113,6 +113,8 @@ class Engine:
                 f"{self.host} answered HTTP {exc.status} without a Docker error: not a Docker engine?",
                 "point DOCKER_HOST at a running engine (docker context ls shows yours)",
             )
+        if exc.status == 409 and "is already in use" in explanation:
+            return NameTaken(f"Docker refused {doing}: the name is taken (another devbox made it meanwhile)")
         if "could not select device driver" in explanation:
             return BoxFailed(
                 "the engine has no GPU runtime, so it cannot attach GPUs",
@@ -270,14 +272,7 @@ class Engine:
                     )
             path = DockerAPI.path("/containers/create", name=spec.name)
             body = engine_body.create_body(spec, env, extra_labels or {})
-            try:
-                created = self.api.call("POST", path, body)
-            except ApiError as exc:
-                if exc.status == 409:
-                    raise NameTaken(f"{spec.name} was created by another devbox meanwhile") from None
-                raise self.error(exc, f"creating {spec.name}") from None
-            except OSError as exc:
-                raise _unreachable(self.host, exc) from None
+            created = self._call("POST", path, body, doing=f"creating {spec.name}")
         except BaseException:
             self.remove_volumes(made)
             raise
