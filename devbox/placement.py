@@ -2,9 +2,10 @@
 
 On one host, `up`s check the per-user sums, pick GPUs and create under a host-wide flock
 (hostlock.py), which the kernel releases when its holder dies. Each `up` then looks again
-after creating its labelled container: where two boxes claim a GPU, the one the engine created first keeps it
-(gpus.losing_to) and the other removes its container and tries the GPUs still free. That
-second check is the guard for clients on other hosts sharing one engine (docs/gpus.md).
+after creating its labelled container: where two boxes claim a GPU, the one the engine
+created first keeps it (gpus.losing_to) and the other removes its container and tries the
+GPUs still free. That second check is the guard for clients on other hosts sharing one
+engine (docs/gpus.md).
 """
 
 from __future__ import annotations
@@ -38,8 +39,7 @@ def create(
 ) -> tuple[str, spec.ContainerSpec]:
     """Create (not start) the box; returns its id and the spec with the GPUs it got."""
     wanted = resolved.spec
-    inventory = gpus.inventory(resolved.settings.environ) if wanted.gpus.kind != "none" else None
-    limited = resolved.policy.limits != Limits()
+    inventory, limited = _constraints(resolved)
     if not limited and not inventory:
         # No sums to keep and no inventory to reserve from: the engine attaches what the
         # request says (or explains that it has no GPU runtime). No listing, no lock.
@@ -50,9 +50,7 @@ def create(
     # box can carry the earlier time. The verification below stays as the guard for
     # clients on other hosts sharing this engine.
     with hostlock.held(f"gpus {engine.host}"):
-        everyone = engine.list_boxes(None)
-        if limited:
-            _check_limits(resolved, everyone, inventory)
+        everyone = _admit(engine, resolved, inventory, limited)
         if not inventory:
             return engine.create(wanted, env, extra_labels), wanted
         declared = inventory[0].declared
@@ -78,17 +76,29 @@ def create(
     )
 
 
-def _check_limits(resolved: Resolved, everyone: list[Box], inventory: list[gpus.Gpu] | None) -> None:
+def _constraints(resolved: Resolved) -> tuple[list[gpus.Gpu] | None, bool]:
+    """The GPU inventory to reserve from (None: no GPUs asked, or none known), and whether
+    the policy has per-user limits to keep."""
     wanted = resolved.spec
-    usage.check(
-        resolved.policy,
-        wanted.owner,
-        everyone,
-        wanted.name,
-        _asked_gpus(wanted.gpus, inventory),
-        wanted.nano_cpus or 0,
-        wanted.memory or 0,
-    )
+    inventory = gpus.inventory(resolved.settings.environ) if wanted.gpus.kind != "none" else None
+    return inventory, resolved.policy.limits != Limits()
+
+
+def _admit(engine: Engine, resolved: Resolved, inventory: list[gpus.Gpu] | None, limited: bool) -> list[Box]:
+    """Every box on the engine, after checking the owner's per-user limits against them."""
+    everyone = engine.list_boxes(None)
+    if limited:
+        wanted = resolved.spec
+        usage.check(
+            resolved.policy,
+            wanted.owner,
+            everyone,
+            wanted.name,
+            _asked_gpus(wanted.gpus, inventory),
+            wanted.nano_cpus or 0,
+            wanted.memory or 0,
+        )
+    return everyone
 
 
 def check_fits(engine: Engine, resolved: Resolved) -> None:
@@ -97,16 +107,12 @@ def check_fits(engine: Engine, resolved: Resolved) -> None:
     `rebuild` asks before it removes the old box, so a rebuild that cannot get GPUs leaves
     the old box as it was. The old box, having the same name, does not count against itself.
     """
-    wanted = resolved.spec
-    inventory = gpus.inventory(resolved.settings.environ) if wanted.gpus.kind != "none" else None
-    limited = resolved.policy.limits != Limits()
+    inventory, limited = _constraints(resolved)
     if not limited and not inventory:
         return
-    everyone = engine.list_boxes(None)
-    if limited:
-        _check_limits(resolved, everyone, inventory)
+    everyone = _admit(engine, resolved, inventory, limited)
     if inventory:
-        gpus.allocate(wanted.gpus, inventory, gpus.holdings(everyone, exclude=wanted.name))
+        gpus.allocate(resolved.spec.gpus, inventory, gpus.holdings(everyone, exclude=resolved.spec.name))
 
 
 def _winner_over(engine: Engine, box_id: str, ids: tuple[str, ...], everyone: list[Box]) -> Box | None:
