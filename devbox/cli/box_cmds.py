@@ -127,16 +127,12 @@ def rebuild(
     json_output: JsonOpt = False,
 ) -> None:
     """Re-read the profile, refresh the image, replace the container. Volumes are kept."""
-    from pathlib import Path
-
     from devbox import engine, lifecycle, ops
 
     settings = shared.caller()
     eng = engine.connect()
-    existing = eng.find(shared.container(settings, name), settings.owner)
     # The box remembers which file it came from; fall back to looking the name up.
-    ref = existing.profile if existing and Path(existing.profile).is_file() else name
-    resolved = ops.resolve(ref, settings)
+    resolved = ops.resolve(shared.box_profile(eng, settings, name) or name, settings)
     with shared.reporter(json_output) as reporter:
         result = lifecycle.rebuild(eng, resolved, reporter, pull=pull, no_cache=no_cache)
     shared.show(result, json_output)

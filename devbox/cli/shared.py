@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from devbox.engine import Engine
     from devbox.flags import Overrides
     from devbox.lifecycle import QuietReporter
     from devbox.ops import Resolved
@@ -79,28 +80,27 @@ def resolve(profile: str, settings: Settings, flags: Overrides | None = None) ->
 
     So `devbox up NAME` restarts a box made from a path (devbox up ../x/NAME.yaml) by name.
     """
-    from devbox import ops
+    from devbox import engine, ops
+    from devbox.errors import DevboxError
     from devbox.profiles import ProfileNotFound
 
     try:
         return ops.resolve(profile, settings, flags)
     except ProfileNotFound:
-        remembered = _box_profile(settings, profile)
+        try:
+            remembered = box_profile(engine.connect(), settings, profile)
+        except DevboxError:
+            remembered = None  # no engine, or not yours: the profile error says more
         if remembered is None:
             raise
         return ops.resolve(remembered, settings, flags)
 
 
-def _box_profile(settings: Settings, name: str) -> str | None:
+def box_profile(eng: Engine, settings: Settings, name: str) -> str | None:
+    """The profile file the caller's box `name` was made from, if the box and file still exist."""
     from pathlib import Path
 
-    from devbox import engine
-    from devbox.errors import DevboxError
-
-    try:
-        box = engine.connect().find(container(settings, name), settings.owner)
-    except DevboxError:
-        return None  # no engine, or not yours: the profile error says more
+    box = eng.find(container(settings, name), settings.owner)
     return box.profile if box and Path(box.profile).is_file() else None
 
 
