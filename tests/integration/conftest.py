@@ -141,6 +141,17 @@ class Caller:
         """The container name of this caller's box."""
         return f"devbox-{self.owner}-{box}"
 
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        """Start the real CLI as this caller and return at once (for runs side by side)."""
+        return subprocess.Popen(
+            [sys.executable, "-m", "devbox", *args],
+            cwd=self.cwd,
+            env={**self.environ, "PYTHONFAULTHANDLER": "1"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
     def devbox(
         self, *args: str, check: bool = True, timeout: float = 300
     ) -> subprocess.CompletedProcess[str]:
@@ -149,14 +160,7 @@ class Caller:
         A run past `timeout` gets SIGABRT, and faulthandler prints every thread's stack: a
         hang shows where it hangs instead of only that it did.
         """
-        process = subprocess.Popen(
-            [sys.executable, "-m", "devbox", *args],
-            cwd=self.cwd,
-            env={**self.environ, "PYTHONFAULTHANDLER": "1"},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        process = self.start(*args)
         try:
             out, err = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:

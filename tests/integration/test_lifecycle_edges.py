@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -35,14 +34,7 @@ def test_ctrl_c_removes_the_half_made_box(caller: Caller, engine: Engine) -> Non
         "quit",
         f"image: {NOTEBOOK6}\nports: {{jupyter: 8888}}\ncommand: [sleep, infinity]\nready: {{timeout: 60}}",
     )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "devbox", "up", str(profile)],
-        cwd=caller.cwd,
-        env=caller.environ,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = caller.start("up", str(profile))
     deadline = time.monotonic() + 30
     while not container_exists(caller.container("quit")) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -106,17 +98,7 @@ def test_the_docker_py_transport_drives_the_same_lifecycle(caller: Caller, engin
 
 
 def _up_at_once(caller: Caller, profiles: list[str]) -> list[subprocess.CompletedProcess[str]]:
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-m", "devbox", "up", profile, "--json"],
-            cwd=caller.cwd,
-            env=caller.environ,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for profile in profiles
-    ]
+    processes = [caller.start("up", profile, "--json") for profile in profiles]
     results = []
     for process in processes:
         out, err = process.communicate(timeout=300)
