@@ -24,7 +24,10 @@ def _print_json(data: object) -> None:
 @handles_errors
 def gpus(json_output: JsonOpt = False) -> None:
     """Every GPU of the host: memory, utilisation, and which box (owner, since) holds it."""
-    from devbox import admin, engine, gpus, listing, settings
+    from devbox import engine, settings
+    from devbox.ops import admin
+    from devbox.placement import gpus
+    from devbox.ui import plain
 
     rows = admin.gpu_rows(engine.connect(), settings.from_environment())
     if rows is None:
@@ -71,7 +74,7 @@ def gpus(json_output: JsonOpt = False) -> None:
                 "declared" if g.declared else "real",
             ]
         )
-    print(listing.table(table, bold_header=sys.stdout.isatty()))
+    print(plain.table(table, bold_header=sys.stdout.isatty()))
 
 
 @app.command()
@@ -80,7 +83,8 @@ def doctor(json_output: JsonOpt = False) -> None:
     """Check the engine, socket, GPU runtime, GPUs, disk, /dev/shm default and policy; exit 1 on failure."""
     from rich.markup import escape
 
-    from devbox import admin, engine, settings
+    from devbox import engine, settings
+    from devbox.ops import admin
 
     checks = admin.doctor(engine.connect(timeout=10), settings.from_environment())
     failed = any(c.status == "fail" for c in checks)
@@ -112,7 +116,9 @@ def prune(
     idle: Annotated[bool, typer.Option("--idle", help="Report running boxes whose GPUs are idle.")] = False,
 ) -> None:
     """List stopped boxes, then remove them (their volumes are kept). --idle reports idle GPU holders."""
-    from devbox import admin, engine, gpus, settings
+    from devbox import engine, settings
+    from devbox.ops import admin
+    from devbox.placement import gpus
 
     caller = settings.from_environment()
     eng = engine.connect()
@@ -146,9 +152,10 @@ def prune(
 @handles_errors
 def policy_show(json_output: JsonOpt = False) -> None:
     """Print the policy in force (file, defaults, limits, images, mounts, bind address)."""
-    from devbox import policy, settings, sizes
+    from devbox import settings, sizes
+    from devbox.policy import rules
 
-    lab = policy.load(settings.from_environment())
+    lab = rules.load(settings.from_environment())
     lim = lab.limits
     data: dict[str, Any] = {
         "file": lab.path,
@@ -182,12 +189,13 @@ def policy_check(
     file: Annotated[Path | None, typer.Argument(help="Policy file (default: the one in force).")] = None,
 ) -> None:
     """Validate a policy file; exit 2 with every problem located if it is invalid."""
-    from devbox import policy, settings
-    from devbox.yamlsrc import load_file
+    from devbox import settings
+    from devbox.policy import rules
+    from devbox.profile.yamlsrc import load_file
 
     caller = settings.from_environment()
     path = file or caller.policy_path
     if not path.exists():
         raise DevboxError(f"no policy file {path}", "pass a path: devbox policy check FILE")
-    policy.parse(load_file(path), caller)
+    rules.parse(load_file(path), caller)
     stderr().print(f"[green]ok[/] {path}")

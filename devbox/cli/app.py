@@ -13,7 +13,7 @@ from devbox.cli import shared
 from devbox.errors import DevboxError, ExitCode, unexpected
 
 if TYPE_CHECKING:
-    from devbox.flags import Overrides
+    from devbox.profile.flags import Overrides
 
 app = typer.Typer(
     name="devbox",
@@ -43,9 +43,9 @@ def handles_errors(command: Callable[P, R]) -> Callable[P, R]:
         except DevboxError as exc:
             if _state["debug"]:
                 raise
-            from devbox import render
+            from devbox.ui import console
 
-            render.error(stderr(), exc)
+            console.error(stderr(), exc)
             raise typer.Exit(int(exc.exit_code)) from None
         except KeyboardInterrupt:
             stderr().print("interrupted")
@@ -55,9 +55,9 @@ def handles_errors(command: Callable[P, R]) -> Callable[P, R]:
             # depending on typer's version: pass it on.
             if _state["debug"] or type(exc).__module__.split(".")[0] in ("typer", "click"):
                 raise
-            from devbox import render
+            from devbox.ui import console
 
-            render.error(stderr(), unexpected(exc))
+            console.error(stderr(), unexpected(exc))
             raise typer.Exit(int(ExitCode.ERROR)) from None
 
     return wrapper
@@ -107,6 +107,6 @@ def overrides(
     env: list[str] | None,
 ) -> Overrides:
     """The override flags as one value."""
-    from devbox.flags import Overrides
+    from devbox.profile.flags import Overrides
 
     return Overrides(image, gpus, shm_size, cpus, memory, port or [], volume or [], env or [])

@@ -72,7 +72,8 @@ def ls(
 @handles_errors
 def info(name: NameArg = "default", json_output: JsonOpt = False) -> None:
     """Show a box and how to reach it (credentials re-read from its log)."""
-    from devbox import engine, lifecycle
+    from devbox import engine
+    from devbox.ops import lifecycle
 
     settings = shared.caller()
     shared.show(
@@ -92,7 +93,9 @@ def down(
     json_output: JsonOpt = False,
 ) -> None:
     """Stop and remove a box. Its named volumes are kept unless --purge."""
-    from devbox import engine, lifecycle, render_boxes
+    from devbox import engine
+    from devbox.ops import lifecycle
+    from devbox.ui import panels
 
     settings = shared.caller()
     eng = engine.connect()
@@ -113,9 +116,9 @@ def down(
                 raise typer.Exit(1)
     result = lifecycle.down(eng, settings.owner, name, container, doomed, settings.user_config_dir)
     if json_output:
-        shared.print_json(render_boxes.down_json(result))
+        shared.print_json(panels.down_json(result))
     else:
-        render_boxes.down_summary(stdout(), result, name)
+        panels.down_summary(stdout(), result, name)
 
 
 @app.command()
@@ -127,12 +130,13 @@ def rebuild(
     json_output: JsonOpt = False,
 ) -> None:
     """Re-read the profile, refresh the image, replace the container. Volumes are kept."""
-    from devbox import engine, lifecycle, ops
+    from devbox import engine
+    from devbox.ops import lifecycle, resolve
 
     settings = shared.caller()
     eng = engine.connect()
     # The box remembers which file it came from; fall back to looking the name up.
-    resolved = ops.resolve(shared.box_profile(eng, settings, name) or name, settings)
+    resolved = resolve.resolve(shared.box_profile(eng, settings, name) or name, settings)
     with shared.reporter(json_output) as reporter:
         result = lifecycle.rebuild(eng, resolved, reporter, pull=pull, no_cache=no_cache)
     shared.show(result, json_output)
@@ -142,7 +146,8 @@ def rebuild(
 @handles_errors
 def switch(profile: ProfileArg, json_output: JsonOpt = False) -> None:
     """Stop your other running boxes (their data stays), then `up` this one."""
-    from devbox import engine, lifecycle
+    from devbox import engine
+    from devbox.ops import lifecycle
 
     resolved = shared.resolve(profile, shared.caller())
     eng = engine.connect()
@@ -151,7 +156,7 @@ def switch(profile: ProfileArg, json_output: JsonOpt = False) -> None:
     if stopped and not json_output:
         stderr().print(f"stopped: {', '.join(stopped)} (start again with devbox up NAME)")
     if json_output:
-        from devbox.listing import report_json
+        from devbox.ui.plain import report_json
 
         shared.print_json({**report_json(result), "stopped": stopped})
     else:
@@ -195,14 +200,16 @@ def exec_(
         command = command[1:]  # with interspersed args off, click keeps the separator
     if not command:
         raise DevboxError("no command given", f"devbox exec {name} -- CMD ARGS…")
-    from devbox import boxes, engine, spec
+    from devbox import engine
+    from devbox.box import spec
+    from devbox.engine.docker import decode
 
     settings = shared.caller()
     eng = engine.connect()
     info = eng.inspect_own(shared.container(settings, name), settings.owner)
     if info is None:
         raise DevboxError(f"no box named '{name}'", "devbox ls shows your boxes")
-    box = boxes.from_inspect(info)
+    box = decode.from_inspect(info)
     if not box.running:
         raise DevboxError(f"box '{name}' is {box.status}", f"start it: devbox up {name}")
     # A devbox-image box starts as root and runs as its user: exec as that user too, so what

@@ -65,7 +65,8 @@ def help_text() -> str:
 
 def ls(all_users: bool, json_output: bool, owner: str | None = None, gpu: str | None = None) -> None:
     """`devbox ls`: one engine call, a plain table or JSON; --owner/--gpu filter everyone's."""
-    from devbox import engine, listing, settings
+    from devbox import engine, settings
+    from devbox.ui import plain
 
     if owner or gpu:
         all_users = True
@@ -74,11 +75,11 @@ def ls(all_users: bool, json_output: bool, owner: str | None = None, gpu: str | 
     if gpu is not None:
         found = [b for b in found if gpu in b.gpus]
     if json_output:
-        print(json.dumps([listing.box_json(b) for b in found], indent=2))
+        print(json.dumps([plain.box_json(b) for b in found], indent=2))
     elif found:
-        print(listing.table(listing.box_rows(found, all_users), bold_header=sys.stdout.isatty()))
+        print(plain.table(plain.box_rows(found, all_users), bold_header=sys.stdout.isatty()))
     else:
-        print(listing.empty_message(all_users))
+        print(plain.empty_message(all_users))
 
 
 def _ls_args(argv: list[str]) -> tuple[bool, bool, str | None, str | None] | None:
@@ -142,7 +143,7 @@ def _up_args(argv: list[str]) -> dict[str, Any] | None:
             values["profile"] = arg
         else:
             return None  # --help, typos, a second positional: typer explains
-    from devbox.flags import Overrides
+    from devbox.profile.flags import Overrides
 
     overrides = Overrides(
         values.get("image"),
@@ -193,9 +194,9 @@ def _guarded(action: Callable[[], None]) -> int:
     except Exception as exc:
         from rich.console import Console
 
-        from devbox import render
+        from devbox.ui import console
 
         error = exc if isinstance(exc, DevboxError) else unexpected(exc)
-        render.error(Console(stderr=True, emoji=False), error)
+        console.error(Console(stderr=True, emoji=False), error)
         return int(error.exit_code)
     return 0

@@ -55,10 +55,13 @@ def render(
     env: EnvOpt = None,
 ) -> None:
     """Dry run: check a profile like `up` does, then print the `docker run` it implies."""
-    from devbox import ops, render, settings, spec
+    from devbox import settings
+    from devbox.engine.docker import argv
+    from devbox.ops import resolve
+    from devbox.ui import console
 
     flags = overrides(image, gpus, shm_size, cpus, memory, port, volume, env)
-    resolved = ops.resolve(profile, settings.from_environment(), flags, probe=_image_labels)
+    resolved = resolve.resolve(profile, settings.from_environment(), flags, probe=_image_labels)
     if resolved.spec.protocol:
         stderr().print(
             "note: devbox also copies an SSH key, a host key and a Jupyter token into this box before "
@@ -67,12 +70,12 @@ def render(
             soft_wrap=True,
         )
     if format is RenderFormat.json:
-        render.print_json(stdout(), spec.to_json(resolved.spec))
+        console.print_json(stdout(), argv.to_json(resolved.spec))
         return
-    build = spec.docker_build_argv(resolved.spec)
+    build = argv.docker_build_argv(resolved.spec)
     if build:
-        print(spec.shell_command(build))
-    print(spec.shell_command(spec.docker_run_argv(resolved.spec)))
+        print(argv.shell_command(build))
+    print(argv.shell_command(argv.docker_run_argv(resolved.spec)))
 
 
 def _image_labels(image: str) -> dict[str, str] | None:
@@ -92,13 +95,16 @@ def profiles_list(ctx: typer.Context, json_output: JsonOpt = False) -> None:
     """List every profile found, where it comes from, and whether it is valid."""
     if ctx.invoked_subcommand is not None:
         return
-    from devbox import ops, render, settings
+    from devbox import settings
+    from devbox.ops import profiles
+    from devbox.ui import console
+    from devbox.ui import profiles as profile_view
 
-    statuses = ops.list_profiles(settings.from_environment())
+    statuses = profiles.list_profiles(settings.from_environment())
     if json_output:
-        render.print_json(stdout(), render.statuses_json(statuses))
+        console.print_json(stdout(), profile_view.statuses_json(statuses))
     else:
-        render.profiles_table(stdout(), statuses)
+        profile_view.profiles_table(stdout(), statuses)
 
 
 @profiles_app.command("check")
@@ -108,12 +114,15 @@ def profiles_check(
     json_output: JsonOpt = False,
 ) -> None:
     """Validate profile files against the schema and the lab policy; exit 2 if any is invalid."""
-    from devbox import ops, render, settings
+    from devbox import settings
+    from devbox.ops import profiles
+    from devbox.ui import console
+    from devbox.ui import profiles as profile_view
 
-    statuses = ops.check_profiles(files, settings.from_environment())
+    statuses = profiles.check_profiles(files, settings.from_environment())
     if json_output:
-        render.print_json(stdout(), render.statuses_json(statuses))
+        console.print_json(stdout(), profile_view.statuses_json(statuses))
     else:
-        render.profile_checks(stdout(), statuses)
+        profile_view.profile_checks(stdout(), statuses)
     if not all(s.valid for s in statuses):
         raise typer.Exit(ExitCode.INVALID)

@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from devbox.engine import Engine
-    from devbox.flags import Overrides
-    from devbox.lifecycle import QuietReporter
-    from devbox.ops import Resolved
-    from devbox.progress import RichReporter
-    from devbox.reports import BoxReport
+    from devbox.access.reports import BoxReport
+    from devbox.box.resolved import Resolved
+    from devbox.engine.docker.engine import DockerEngine as Engine
+    from devbox.ops.reporter import QuietReporter
+    from devbox.profile.flags import Overrides
     from devbox.settings import Settings
+    from devbox.ui.progress import RichReporter
 
 
 def stdout() -> Console:
@@ -41,10 +41,11 @@ def reporter(json_output: bool) -> RichReporter | QuietReporter:
     """Progress on stderr; with --json only where a person watches it (rich costs ~50 ms)."""
     if not sys.stderr.isatty():
         # A spinner shows nothing in a log; skipping it also skips importing rich.progress.
-        from devbox.lifecycle import PlainReporter, QuietReporter
+        from devbox.ops.reporter import QuietReporter
+        from devbox.ui.steps import PlainReporter
 
         return QuietReporter() if json_output else PlainReporter()
-    from devbox.progress import RichReporter
+    from devbox.ui.progress import RichReporter
 
     return RichReporter(stderr())
 
@@ -52,13 +53,13 @@ def reporter(json_output: bool) -> RichReporter | QuietReporter:
 def show(result: BoxReport, json_output: bool) -> None:
     """A box report as the panel, or as the one JSON object."""
     if json_output:
-        from devbox.listing import report_json
+        from devbox.ui.plain import report_json
 
         print_json(report_json(result))
     else:
-        from devbox import render_boxes
+        from devbox.ui import panels
 
-        render_boxes.report_panel(stdout(), stderr(), result)
+        panels.report_panel(stdout(), stderr(), result)
 
 
 def caller() -> Settings:
@@ -70,7 +71,7 @@ def caller() -> Settings:
 
 def container(settings: Settings, name: str) -> str:
     """The container of the caller's box `name`."""
-    from devbox.spec import container_name
+    from devbox.box.spec import container_name
 
     return container_name(settings.owner, name)
 
@@ -80,12 +81,13 @@ def resolve(profile: str, settings: Settings, flags: Overrides | None = None) ->
 
     So `devbox up NAME` restarts a box made from a path (devbox up ../x/NAME.yaml) by name.
     """
-    from devbox import engine, ops
+    from devbox import engine
     from devbox.errors import DevboxError
-    from devbox.profiles import ProfileNotFound
+    from devbox.ops import resolve
+    from devbox.profile.loader import ProfileNotFound
 
     try:
-        return ops.resolve(profile, settings, flags)
+        return resolve.resolve(profile, settings, flags)
     except ProfileNotFound:
         try:
             remembered = box_profile(engine.connect(), settings, profile)
@@ -93,7 +95,7 @@ def resolve(profile: str, settings: Settings, flags: Overrides | None = None) ->
             remembered = None  # no engine, or not yours: the profile error says more
         if remembered is None:
             raise
-        return ops.resolve(remembered, settings, flags)
+        return resolve.resolve(remembered, settings, flags)
 
 
 def box_profile(eng: Engine, settings: Settings, name: str) -> str | None:
@@ -106,7 +108,8 @@ def box_profile(eng: Engine, settings: Settings, name: str) -> str | None:
 
 def up(profile: str, flags: Overrides, recreate: bool, keep_failed: bool, json_output: bool) -> None:
     """`devbox up`, whichever parser read the command line."""
-    from devbox import engine, lifecycle
+    from devbox import engine
+    from devbox.ops import lifecycle
 
     resolved = resolve(profile, caller(), flags)
     eng = engine.connect()

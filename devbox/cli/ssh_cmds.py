@@ -14,14 +14,14 @@ from devbox.cli.app import NameArg, app, handles_errors, stdout
 from devbox.errors import DevboxError
 
 if TYPE_CHECKING:
-    from devbox.boxes import Box
-    from devbox.engine import Engine
+    from devbox.access.sshaccess import SshTarget
+    from devbox.box.state import Box
+    from devbox.engine.docker.engine import DockerEngine as Engine
     from devbox.settings import Settings
-    from devbox.sshaccess import SshTarget
 
 
 def _target(engine: Engine, box: Box, settings: Settings) -> SshTarget | None:
-    from devbox import credentials, reports
+    from devbox.access import credentials, reports
 
     found = credentials.scan(engine.log_lines(box.id, since=box.started_at, tty=box.tty)).ssh
     return reports.ssh_target(box, found.user if found and found.user else "root", settings.user_config_dir)
@@ -62,7 +62,9 @@ def ssh(
     ] = None,
 ) -> None:
     """Log into a box over SSH, checking the host key devbox recorded when it made the box."""
-    from devbox import engine, settings, spec, sshkeys
+    from devbox import engine, settings
+    from devbox.access import sshkeys
+    from devbox.box import spec
 
     if _separator_came_first(name):
         # `devbox ssh -- CMD`: click hands the first word of CMD to NAME; give it back.
@@ -103,7 +105,8 @@ def ssh_config(
     ] = False,
 ) -> None:
     """Print `Host devbox-NAME` entries for your boxes (for VS Code Remote-SSH), or --write them."""
-    from devbox import engine, settings, sshaccess
+    from devbox import engine, settings
+    from devbox.access import sshaccess
 
     caller = settings.from_environment()
     eng = engine.connect()

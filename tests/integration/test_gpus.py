@@ -82,7 +82,11 @@ def test_sixteen_concurrent_ups_share_eight_gpus_without_collision(lab: Lab, eng
     for box in won:
         info = engine.inspect("container", box["container"])
         env = dict(e.split("=", 1) for e in info["Config"]["Env"])
-        assert info["Config"]["Labels"]["devbox.gpus"] == env["NVIDIA_VISIBLE_DEVICES"] == box["gpus"][0]
+        assert (
+            info["Config"]["Labels"]["devbox.placement.gpus"]
+            == env["NVIDIA_VISIBLE_DEVICES"]
+            == box["gpus"][0]
+        )
         assert info["HostConfig"]["DeviceRequests"] in (None, [])  # declared GPUs: nothing attached
         assert info["State"]["Running"] is True
     owners = {box["owner"] for box in won}

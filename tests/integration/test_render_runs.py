@@ -82,7 +82,7 @@ workdir: /workspace
     assert labels["devbox.owner"] == caller.owner
     assert labels["devbox.box"] == "box"
     assert labels["devbox.profile"] == str(profile)
-    assert len(labels["devbox.spec-hash"]) == 12
+    assert len(labels["devbox.box.spec-hash"]) == 12
     assert info["Name"] == f"/devbox-{caller.owner}-box"
     assert "HELLO=it's me" in info["Config"]["Env"]
     assert info["Config"]["WorkingDir"] == "/workspace"

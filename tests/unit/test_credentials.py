@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from devbox.credentials import LogScanner, parse_jupyter_url, scan
-from devbox.model import CredentialPattern
+from devbox.access.credentials import LogScanner, parse_jupyter_url, scan
+from devbox.profile.model import CredentialPattern
 
 LOGS = Path(__file__).resolve().parents[1] / "fixtures" / "logs"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from devbox.dockerapi import ApiError, _raise_for_status
+from devbox.engine.docker.api import ApiError, _raise_for_status
 
 
 class Answer:

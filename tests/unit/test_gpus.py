@@ -4,10 +4,18 @@ from pathlib import Path
 
 import pytest
 
-from devbox.boxes import Box
+from devbox.box.state import Box
 from devbox.errors import DevboxError
-from devbox.gpus import Gpu, NoFreeGpu, allocate, declared_inventory, holdings, losing_to, parse_smi_csv
-from devbox.model import GpuRequest
+from devbox.placement.gpus import (
+    Gpu,
+    NoFreeGpu,
+    allocate,
+    declared_inventory,
+    holdings,
+    losing_to,
+    parse_smi_csv,
+)
+from devbox.profile.model import GpuRequest
 
 SMI = """0, GPU-aaaa-0001, NVIDIA H100 80GB HBM3, 81559, 70000, 95
 1, GPU-aaaa-0002, NVIDIA H100 80GB HBM3, 81559, 10, 0

@@ -6,7 +6,9 @@ import getpass
 
 import pytest
 
-from devbox import boxes, settings
+from devbox import settings
+from devbox.box import state
+from devbox.engine.docker import decode
 from devbox.errors import DevboxError, InvalidInput
 
 
@@ -27,7 +29,7 @@ def test_no_login_and_no_devbox_user_says_what_to_set(monkeypatch: pytest.Monkey
     assert "DEVBOX_USER" in (caught.value.hint or "")
 
 
-def _box(owner: str, name: str) -> boxes.Box:
+def _box(owner: str, name: str) -> state.Box:
     summary = {
         "Id": "c0ffee",
         "Names": [f"/devbox-{owner}-{name}"],
@@ -38,7 +40,7 @@ def _box(owner: str, name: str) -> boxes.Box:
         "Labels": {"devbox.owner": owner, "devbox.box": name},
         "Ports": [],
     }
-    return boxes.from_summary(summary)
+    return decode.from_summary(summary)
 
 
 def test_a_container_name_shared_with_another_owner_is_refused() -> None:
@@ -46,6 +48,6 @@ def test_a_container_name_shared_with_another_owner_is_refused() -> None:
     theirs = _box("ann-lee", "nb")
     assert theirs.container == "devbox-ann-lee-nb"
     with pytest.raises(DevboxError) as caught:
-        boxes.check_owner(theirs, "ann")
+        state.check_owner(theirs, "ann")
     assert "taken by ann-lee's box 'nb'" in caught.value.message
-    boxes.check_owner(theirs, "ann-lee")  # its owner is fine
+    state.check_owner(theirs, "ann-lee")  # its owner is fine

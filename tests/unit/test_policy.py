@@ -4,8 +4,9 @@ import os
 
 import pytest
 
-from devbox import ops, policy
 from devbox.errors import InvalidInput, PolicyRefusal
+from devbox.ops import resolve
+from devbox.policy import rules
 from tests.conftest import Sandbox
 
 POLICY = """
@@ -21,7 +22,7 @@ def refusal(sandbox: Sandbox, profile: str) -> PolicyRefusal:
     policy_path = sandbox.write("lab/policy.yaml", POLICY)
     sandbox.write("work/p.yaml", profile)
     with pytest.raises(PolicyRefusal) as caught:
-        ops.resolve("p.yaml", sandbox.settings())
+        resolve.resolve("p.yaml", sandbox.settings())
     assert caught.value.policy_path == str(policy_path)
     return caught.value
 
@@ -66,21 +67,21 @@ def test_gpus_all_is_refused_under_a_per_user_gpu_limit(sandbox: Sandbox) -> Non
 def test_policy_defaults_apply_and_unset_quotas_are_capped(sandbox: Sandbox) -> None:
     sandbox.write("lab/policy.yaml", POLICY)
     sandbox.write("work/p.yaml", "image: pytorch/x\ngpus: 1\nshm_size: 1g\n")
-    resolved = ops.resolve("p.yaml", sandbox.settings())
+    resolved = resolve.resolve("p.yaml", sandbox.settings())
     assert resolved.profile.shm_size == 1024**3  # the profile beats the defaults
     assert resolved.profile.resources.pids == 4096  # from the defaults
     assert resolved.profile.resources.cpus == 16.0 and resolved.profile.resources.memory == 64 * 1024**3
 
 
 def test_no_policy_file_is_permissive(sandbox: Sandbox) -> None:
-    lab = policy.load(sandbox.settings())
+    lab = rules.load(sandbox.settings())
     assert lab.path is None and lab.bind_address == "127.0.0.1"
     assert "/var/run/docker.sock" in lab.forbidden_mounts
 
 
 def test_a_missing_explicit_policy_is_an_error(sandbox: Sandbox) -> None:
     with pytest.raises(InvalidInput):
-        policy.load(sandbox.settings(DEVBOX_POLICY=str(sandbox.root / "nope.yaml")))
+        rules.load(sandbox.settings(DEVBOX_POLICY=str(sandbox.root / "nope.yaml")))
 
 
 def test_a_broken_policy_lists_every_problem(sandbox: Sandbox) -> None:
@@ -89,13 +90,13 @@ def test_a_broken_policy_lists_every_problem(sandbox: Sandbox) -> None:
         "limits: {max_gpus: 2, max_cpus: -1}\nbind_address: everywhere\nforbidden_mounts: [etc]\nextra: 1\n",
     )
     with pytest.raises(InvalidInput) as caught:
-        policy.load(sandbox.settings(DEVBOX_POLICY=str(path)))
+        rules.load(sandbox.settings(DEVBOX_POLICY=str(path)))
     assert [p.origin.line for p in caught.value.problems] == [4, 1, 1, 3, 2]
 
 
 def test_bind_address_reaches_the_spec(sandbox: Sandbox) -> None:
     sandbox.write("lab/policy.yaml", "bind_address: 10.1.2.3\n")
-    resolved = ops.resolve("default", sandbox.settings())
+    resolved = resolve.resolve("default", sandbox.settings())
     assert {p.address for p in resolved.spec.ports} == {"10.1.2.3"}
 
 
@@ -107,7 +108,7 @@ def test_a_forbidden_entry_is_resolved_through_symlinks_too(sandbox: Sandbox) ->
     sandbox.write("lab/policy.yaml", f"forbidden_mounts: [{sandbox.cwd / 'link' / 'secret'}]\n")
     sandbox.write("work/p.yaml", f"image: x\nvolumes: ['{real / 'secret'}:/s']\n")
     with pytest.raises(PolicyRefusal) as caught:
-        ops.resolve("p.yaml", sandbox.settings())
+        resolve.resolve("p.yaml", sandbox.settings())
     assert "forbidden_mounts" in caught.value.problems[0].message
 
 
@@ -119,12 +120,12 @@ def test_dockerds_containerd_socket_is_always_forbidden(sandbox: Sandbox) -> Non
 def test_an_infinite_cpu_limit_is_a_policy_error(sandbox: Sandbox) -> None:
     path = sandbox.write("p.yaml", "limits: {max_cpus: .inf}\n")
     with pytest.raises(InvalidInput) as caught:
-        policy.load(sandbox.settings(DEVBOX_POLICY=str(path)))
+        rules.load(sandbox.settings(DEVBOX_POLICY=str(path)))
     assert [p.origin.line for p in caught.value.problems] == [1]
 
 
 def test_policy_defaults_cannot_extend(sandbox: Sandbox) -> None:
     path = sandbox.write("p.yaml", "defaults: {shm_size: 1g, extends: pytorch-gpu}\n")
     with pytest.raises(InvalidInput) as caught:
-        policy.load(sandbox.settings(DEVBOX_POLICY=str(path)))
+        rules.load(sandbox.settings(DEVBOX_POLICY=str(path)))
     assert ["cannot extend" in p.message for p in caught.value.problems] == [True]

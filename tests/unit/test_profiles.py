@@ -4,11 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from devbox import profiles
 from devbox.errors import InvalidInput
-from devbox.flags import Overrides, to_layers
-from devbox.model import GpuRequest
-from devbox.profile_quotas import parse_gpus
+from devbox.profile import loader
+from devbox.profile.flags import Overrides, to_layers
+from devbox.profile.model import GpuRequest
+from devbox.profile.quotas import parse_gpus
 from devbox.settings import bundled_profiles_dir
 from tests.conftest import Sandbox
 
@@ -17,12 +17,12 @@ BUNDLED = bundled_profiles_dir()
 
 def problems_of(sandbox: Sandbox, ref: str, **env: str) -> list[tuple[int | None, str]]:
     with pytest.raises(InvalidInput) as caught:
-        profiles.load(ref, sandbox.settings(**env))
+        loader.load(ref, sandbox.settings(**env))
     return [(p.origin.line, p.message) for p in caught.value.problems]
 
 
 def test_bundled_pytorch_profile_has_what_the_seeds_describe(sandbox: Sandbox) -> None:
-    profile = profiles.load("pytorch-gpu", sandbox.settings())
+    profile = loader.load("pytorch-gpu", sandbox.settings())
     assert profile.gpus == GpuRequest("all")
     assert profile.shm_size == 8 * 1024**3
     assert (profile.resources.cpus, profile.resources.memory) == (4.0, 16 * 1024**3)
@@ -63,7 +63,7 @@ def test_five_mistakes_give_five_located_problems(sandbox: Sandbox) -> None:
 def test_unknown_key_suggests_the_right_one(sandbox: Sandbox) -> None:
     path = sandbox.write("work/p.yaml", "image: x\nshm-size: 8g\nresources: {memroy: 1g}\n")
     with pytest.raises(InvalidInput) as caught:
-        profiles.load(str(path), sandbox.settings())
+        loader.load(str(path), sandbox.settings())
     hints = [(str(p.origin), p.hint) for p in caught.value.problems]
     assert hints == [
         (f"{path}:2:1", "did you mean 'shm_size'?"),
@@ -94,7 +94,7 @@ def test_bad_gpu_forms_are_errors(raw: object) -> None:
 
 
 def test_three_level_extends_merges_by_key_and_target(sandbox: Sandbox) -> None:
-    profile = profiles.load(str(BUNDLED / "examples" / "detr.yaml"), sandbox.settings())
+    profile = loader.load(str(BUNDLED / "examples" / "detr.yaml"), sandbox.settings())
     assert profile.gpus == GpuRequest("count", count=2)  # leaf wins
     assert profile.resources.memory == 32 * 1024**3  # leaf
     assert profile.resources.cpus == 4.0 and profile.resources.pids == 4096  # from base, merged deeply
@@ -111,7 +111,7 @@ def test_three_level_extends_merges_by_key_and_target(sandbox: Sandbox) -> None:
 def test_volumes_merge_by_target(sandbox: Sandbox) -> None:
     sandbox.write("work/base.yaml", "image: x\nvolumes: [./a:/workspace, data:/data]\n")
     child = sandbox.write("work/child.yaml", "extends: ./base.yaml\nvolumes: [./b:/workspace]\n")
-    profile = profiles.load(str(child), sandbox.settings())
+    profile = loader.load(str(child), sandbox.settings())
     assert {v.target: v.source for v in profile.volumes} == {
         "/workspace": str(sandbox.cwd / "b"),
         "/data": "data",
@@ -132,7 +132,7 @@ def test_missing_parent_is_located(sandbox: Sandbox) -> None:
 
 def test_a_project_profile_can_extend_the_bundled_one_of_the_same_name(sandbox: Sandbox) -> None:
     sandbox.write("work/.devbox/default.yaml", "extends: default\nshm_size: 2g\n")
-    profile = profiles.load("default", sandbox.settings())
+    profile = loader.load("default", sandbox.settings())
     assert profile.shm_size == 2 * 1024**3
     assert profile.image and profile.image.startswith("devbox/")
     assert profile.chain[1].startswith(str(BUNDLED))
@@ -159,7 +159,7 @@ def test_image_and_build_together_is_an_error_but_a_child_may_switch(sandbox: Sa
     assert problems_of(sandbox, "both.yaml") == [(2, "give either image: or build:, not both")]
     sandbox.write("work/child.yaml", "extends: ./parent.yaml\nbuild: {context: ./ctx, args: {A: 1}}\n")
     sandbox.write("work/parent.yaml", "image: x\n")
-    profile = profiles.load("child.yaml", sandbox.settings())
+    profile = loader.load("child.yaml", sandbox.settings())
     assert profile.image is None and profile.build is not None
     assert profile.build.context == str(sandbox.cwd / "ctx") and profile.build.args == {"A": "1"}
 
@@ -173,7 +173,7 @@ def test_interpolation(sandbox: Sandbox) -> None:
         volumes: ["${PWD}/code:/code"]
         """,
     )
-    profile = profiles.load("p.yaml", sandbox.settings(TEAM="vision"))
+    profile = loader.load("p.yaml", sandbox.settings(TEAM="vision"))
     assert profile.image == "python:3.11"
     assert profile.env == {"WHO": "alice", "HOME_IS": str(sandbox.home), "PRICE": "$5", "TEAM": "vision"}
     assert profile.volumes[0].source == str(sandbox.cwd / "code")
@@ -192,13 +192,13 @@ def test_duplicate_keys_are_errors(sandbox: Sandbox) -> None:
 
 def test_lookup_order_project_user_lab_bundled(sandbox: Sandbox) -> None:
     settings = sandbox.settings()
-    assert profiles.find("default", settings).scope == "bundled"
+    assert loader.find("default", settings).scope == "bundled"
     sandbox.write("lab/profiles/default.yaml", "image: lab\n")
-    assert profiles.find("default", settings).scope == "lab"
+    assert loader.find("default", settings).scope == "lab"
     sandbox.write("home/.config/devbox/profiles/default.yml", "image: mine\n")
-    assert profiles.find("default", settings).scope == "user"
+    assert loader.find("default", settings).scope == "user"
     sandbox.write("work/.devbox/default.yaml", "image: project\n")
-    assert profiles.find("default", settings).scope == "project"
+    assert loader.find("default", settings).scope == "project"
 
 
 def test_relative_binds_by_where_the_profile_lives(sandbox: Sandbox) -> None:
@@ -207,15 +207,15 @@ def test_relative_binds_by_where_the_profile_lives(sandbox: Sandbox) -> None:
     sandbox.write("work/.devbox/proj.yaml", body)
     sandbox.write("elsewhere/given.yaml", body)
     settings = sandbox.settings()
-    assert profiles.load("labbox", settings).volumes[0].source == str(sandbox.cwd / "code")
-    assert profiles.load("proj", settings).volumes[0].source == str(sandbox.cwd / "code")
-    given = profiles.load(str(sandbox.root / "elsewhere/given.yaml"), settings)
+    assert loader.load("labbox", settings).volumes[0].source == str(sandbox.cwd / "code")
+    assert loader.load("proj", settings).volumes[0].source == str(sandbox.cwd / "code")
+    given = loader.load(str(sandbox.root / "elsewhere/given.yaml"), settings)
     assert given.volumes[0].source == str(sandbox.root / "elsewhere" / "code")
 
 
 def test_unknown_profile_lists_where_it_looked(sandbox: Sandbox) -> None:
     with pytest.raises(InvalidInput) as caught:
-        profiles.find("nope", sandbox.settings())
+        loader.find("nope", sandbox.settings())
     assert str(sandbox.cwd / ".devbox" / "nope.yaml") in caught.value.problems[0].message
     assert caught.value.hint and "default" in caught.value.hint
 
@@ -227,7 +227,7 @@ def test_flags_override_the_profile_and_bad_flags_are_named(sandbox: Sandbox) ->
     )
     layers, problems = to_layers(flags, settings)
     assert problems == []
-    profile = profiles.load("pytorch-gpu", settings, overrides=layers)
+    profile = loader.load("pytorch-gpu", settings, overrides=layers)
     assert profile.gpus == GpuRequest("none") and profile.shm_size == 2 * 1024**3
     assert profile.resources.cpus == 1.5 and profile.resources.memory == 16 * 1024**3
     assert {p.name: p.container for p in profile.ports}["tb"] == 6006
@@ -240,7 +240,7 @@ def test_flags_override_the_profile_and_bad_flags_are_named(sandbox: Sandbox) ->
 def test_base60_looking_values_stay_as_written(sandbox: Sandbox) -> None:
     # Plain YAML 1.1 would read 2222:22 as the number 133342.
     sandbox.write("work/p.yaml", "image: x\nports: {ssh: 2222:22}\nuser: 1000:100\n")
-    profile = profiles.load("p.yaml", sandbox.settings())
+    profile = loader.load("p.yaml", sandbox.settings())
     assert (profile.ports[0].host, profile.ports[0].container) == (2222, 22)
     assert profile.user == "1000:100"
 
@@ -253,7 +253,7 @@ def test_a_size_without_unit_is_refused_when_it_must_be_a_mistake(sandbox: Sandb
 
 def test_env_list_form_and_quoted_numbers(sandbox: Sandbox) -> None:
     sandbox.write("work/p.yaml", "image: x\nenv: [A=1, B=x=y]\nresources: {cpus: '2.5', pids: '100'}\n")
-    profile = profiles.load("p.yaml", sandbox.settings())
+    profile = loader.load("p.yaml", sandbox.settings())
     assert profile.env == {"A": "1", "B": "x=y"}
     assert (profile.resources.cpus, profile.resources.pids) == (2.5, 100)
 
@@ -271,7 +271,7 @@ def test_env_labels_and_keys_keep_the_text_as_written(sandbox: Sandbox) -> None:
         "work/p.yaml",
         "image: x\nenv: {OCT: 0123, VER: 1.10, FLAG: on, HEX: 0x1F, ON: 1}\nlabels: {v: 2.50}\n",
     )
-    profile = profiles.load("p.yaml", sandbox.settings())
+    profile = loader.load("p.yaml", sandbox.settings())
     assert profile.env == {"OCT": "0123", "VER": "1.10", "FLAG": "on", "HEX": "0x1F", "ON": "1"}
     assert profile.labels["v"] == "2.50"
 

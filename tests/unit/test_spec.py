@@ -2,13 +2,15 @@ from __future__ import annotations
 
 import shlex
 
-from devbox import ops, spec
-from devbox.flags import Overrides
+from devbox.box import spec
+from devbox.engine.docker import argv as docker_argv
+from devbox.ops import resolve
+from devbox.profile.flags import Overrides
 from tests.conftest import Sandbox
 
 
 def argv(sandbox: Sandbox, ref: str, overrides: Overrides | None = None) -> list[str]:
-    return spec.docker_run_argv(ops.resolve(ref, sandbox.settings(), overrides).spec)
+    return docker_argv.docker_run_argv(resolve.resolve(ref, sandbox.settings(), overrides).spec)
 
 
 def flag_values(args: list[str], flag: str) -> list[str]:
@@ -33,7 +35,7 @@ def test_pytorch_profile_renders_the_docker_run_the_seeds_describe(sandbox: Sand
     assert "--init" in args
     labels = dict(v.split("=", 1) for v in flag_values(args, "--label"))
     assert labels["devbox.owner"] == "alice" and labels["devbox.box"] == "pytorch-gpu"
-    assert len(labels["devbox.spec-hash"]) == 12
+    assert len(labels["devbox.box.spec-hash"]) == 12
     assert args[-1].startswith("pytorch/pytorch:")
 
 
@@ -65,23 +67,23 @@ def test_user_host_is_the_callers_uid_and_fixed_ports_and_readonly(sandbox: Sand
 def test_rendered_command_is_shell_safe(sandbox: Sandbox) -> None:
     sandbox.write("work/p.yaml", 'image: x\nenv: {GREETING: "it\'s $$HOME; rm -rf /"}\n')
     args = argv(sandbox, "p.yaml")
-    assert shlex.split(spec.shell_command(args)) == args
+    assert shlex.split(docker_argv.shell_command(args)) == args
     assert "GREETING=it's $HOME; rm -rf /" in args
 
 
 def test_spec_hash_follows_the_profile(sandbox: Sandbox) -> None:
     settings = sandbox.settings()
-    first = ops.resolve("default", settings).spec.spec_hash
-    assert ops.resolve("default", settings).spec.spec_hash == first
-    assert ops.resolve("default", settings, Overrides(shm_size="2g")).spec.spec_hash != first
+    first = resolve.resolve("default", settings).spec.spec_hash
+    assert resolve.resolve("default", settings).spec.spec_hash == first
+    assert resolve.resolve("default", settings, Overrides(shm_size="2g")).spec.spec_hash != first
 
 
 def test_build_profiles_get_a_per_owner_tag_and_a_build_command(sandbox: Sandbox) -> None:
     sandbox.write("work/ctx/Dockerfile", "FROM scratch\n")
     sandbox.write("work/p.yaml", "build: {context: ./ctx, args: {PY: '3.11'}}\n")
-    resolved = ops.resolve("p.yaml", sandbox.settings())
+    resolved = resolve.resolve("p.yaml", sandbox.settings())
     assert resolved.spec.image.startswith("devbox/alice-p:")
-    build = spec.docker_build_argv(resolved.spec)
+    build = docker_argv.docker_build_argv(resolved.spec)
     assert build == [
         "docker", "build", "-t", resolved.spec.image, "-f", f"{sandbox.cwd}/ctx/Dockerfile",
         "--build-arg", "PY=3.11", str(sandbox.cwd / "ctx"),
@@ -98,7 +100,7 @@ def test_a_long_box_name_gets_a_host_name_the_kernel_accepts(sandbox: Sandbox) -
 
 
 def test_a_box_published_on_every_ipv6_address_is_shown_on_the_ipv6_loopback() -> None:
-    from devbox.reports import display_address
+    from devbox.access.reports import display_address
 
     assert [display_address(a) for a in ("::", "0.0.0.0", None, "10.0.0.5")] == [
         "::1",
@@ -111,7 +113,7 @@ def test_a_box_published_on_every_ipv6_address_is_shown_on_the_ipv6_loopback() -
 def test_a_fresh_volume_goes_to_the_boxs_user(sandbox: Sandbox) -> None:
     def owner_for(user: str) -> str | None:
         sandbox.write("work/r.yaml", f"image: x\nuser: '{user}'\n")
-        return spec.volume_owner(ops.resolve("r.yaml", sandbox.settings()).spec)
+        return spec.volume_owner(resolve.resolve("r.yaml", sandbox.settings()).spec)
 
     assert owner_for("1234:55") == "1234:55"
     assert owner_for("1234") == "1234:1234"

@@ -1,0 +1,413 @@
+"""The engine adapter: box-level operations over the Docker Engine API.
+
+All Docker traffic goes through here. Requests use `dockerapi` (standard library, fast) for
+local and plain-TCP engines and docker-py's session otherwise; pulls and builds use
+docker-py. Engine errors become DevboxErrors with a hint here, once. Removal tolerates
+"already gone" (404) and "already being removed" (409), as dockerspawner does.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from devbox.box import labels, state
+from devbox.engine.base import BoxFailed, EngineUnavailable, NameTaken
+from devbox.engine.docker import decode
+from devbox.engine.docker.api import (
+    ApiError,
+    DockerAPI,
+    Response,
+    SocketTransport,
+    can_reach_directly,
+    demux,
+)
+from devbox.engine.docker.logfollow import LogFollower
+from devbox.errors import DevboxError
+
+if TYPE_CHECKING:
+    from devbox.box.spec import ContainerSpec
+
+_PORT_IN_USE_RE = re.compile(r"(?:Bind for |listen tcp[46]? )\[?([0-9a-fA-F:.]*?)\]?:(\d+)")
+
+
+def unreachable(host: str, exc: BaseException) -> EngineUnavailable:
+    if isinstance(exc, PermissionError) or "Permission denied" in str(exc):
+        return EngineUnavailable(
+            f"permission denied on the Docker socket ({host})",
+            "add yourself to the docker group (sudo usermod -aG docker $USER) and log in again",
+        )
+    return EngineUnavailable(
+        f"cannot reach the Docker engine at {host}",
+        "is dockerd running? start it (sudo systemctl start docker; or scripts/ensure-engine), "
+        "or point DOCKER_HOST at a running engine",
+    )
+
+
+def _pull_hint(ref: str) -> str:
+    return (
+        "check the image name, that the engine reaches its registry, and that you are logged in "
+        f"(docker login); or build it locally and tag it {ref}"
+    )
+
+
+def connect(host: str, timeout: float) -> DockerEngine:
+    """A client of the Docker engine at `host`. Nothing is sent yet."""
+    if can_reach_directly(host) and os.environ.get("DEVBOX_ENGINE_CLIENT") != "docker-py":
+        return DockerEngine(DockerAPI(SocketTransport(host), timeout), host)
+    from devbox.engine.docker.dockerpy import DockerPyTransport
+
+    try:
+        return DockerEngine(DockerAPI(DockerPyTransport(int(timeout)), timeout), host)
+    except Exception as exc:  # docker-py wraps connection failures in many types
+        raise unreachable(host, exc) from None
+
+
+class DockerEngine:
+    """Box-level operations on one Docker engine."""
+
+    def __init__(self, api: DockerAPI, host: str) -> None:
+        self.api = api
+        self.host = host
+        # Volumes create() made in this process: a box that fails to start takes them back.
+        self.volumes_made: list[str] = []
+
+    def _call(self, method: str, path: str, body: Any = None, doing: str = "talking to it") -> Any:
+        try:
+            return self.api.call(method, path, body)
+        except ApiError as exc:
+            raise self.error(exc, doing) from None
+        except OSError as exc:
+            raise unreachable(self.host, exc) from None
+
+    def _get_or_none(self, path: str) -> Any:
+        try:
+            return self.api.call("GET", path)
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise self.error(exc, "reading from the engine") from None
+        except OSError as exc:
+            raise unreachable(self.host, exc) from None
+
+    def error(self, exc: ApiError, doing: str) -> DevboxError:
+        """The DevboxError (with its fix) for an engine error."""
+        explanation = exc.message
+        if not exc.from_docker:
+            # Docker always says why; a bare status comes from something else on that address.
+            return EngineUnavailable(
+                f"{self.host} answered HTTP {exc.status} without a Docker error: not a Docker engine?",
+                "point DOCKER_HOST at a running engine (docker context ls shows yours)",
+            )
+        if exc.status == 409 and "is already in use" in explanation:
+            return NameTaken(f"Docker refused {doing}: the name is taken (another devbox made it meanwhile)")
+        if "could not select device driver" in explanation:
+            return BoxFailed(
+                "the engine has no GPU runtime, so it cannot attach GPUs",
+                "install the NVIDIA Container Toolkit and register it with Docker "
+                "(nvidia-ctk runtime configure --runtime=docker, then restart dockerd), "
+                "or start the box without GPUs: --gpus none",
+            )
+        port = _PORT_IN_USE_RE.search(explanation)
+        if port and ("already allocated" in explanation or "address already in use" in explanation):
+            return BoxFailed(
+                f"host port {port.group(2)} is already taken",
+                f"free port {port.group(2)}, or change it in the profile's ports: (or drop the host "
+                "part so the engine picks a free port)",
+            )
+        return BoxFailed(f"Docker refused {doing}: {explanation}")
+
+    # --- reading -------------------------------------------------------------------------
+
+    def inspect(self, container: str) -> dict[str, Any] | None:
+        """Inspect output, or None if there is no such container."""
+        result: dict[str, Any] | None = self._get_or_none(DockerAPI.path("/containers/{}/json", container))
+        return result
+
+    def version(self) -> dict[str, Any]:
+        """GET /version: the engine's version and API version."""
+        result: dict[str, Any] = self._call("GET", "/version", doing="asking its version")
+        return result
+
+    def system_info(self) -> dict[str, Any]:
+        """GET /info: runtimes, storage root, CDI dirs."""
+        result: dict[str, Any] = self._call("GET", "/info", doing="asking for its configuration")
+        return result
+
+    def created_ns(self, container: str) -> int:
+        """When the engine created the container, in nanoseconds (0 if it is gone)."""
+        info = self.inspect(container)
+        return decode.created_ns(info["Created"]) if info else 0
+
+    def find(self, container: str, owner: str) -> state.Box | None:
+        """`owner`'s box container named `container`, or None; another owner's box is refused."""
+        info = self.inspect(container)
+        if not info:
+            return None
+        box = decode.from_inspect(info)
+        state.check_owner(box, owner)
+        return box
+
+    def inspect_own(self, container: str, owner: str) -> dict[str, Any] | None:
+        """Inspect output of `owner`'s container `container`, or None; another owner's is refused."""
+        info = self.inspect(container)
+        if info:
+            state.check_owner(decode.from_inspect(info), owner)
+        return info
+
+    def list_boxes(self, owner: str | None) -> list[state.Box]:
+        """All devbox boxes (one owner's, or everyone's) in one API call."""
+        path = DockerAPI.path("/containers/json", all=1, filters={"label": labels.box_selector(owner)})
+        return [decode.from_summary(item) for item in self._call("GET", path, doing="listing boxes")]
+
+    def image_exists(self, ref: str) -> bool:
+        """True when `ref` is in the engine's image store."""
+        return self._get_or_none(DockerAPI.path("/images/{}/json", ref)) is not None
+
+    def image_labels(self, ref: str) -> dict[str, str] | None:
+        """Labels of a local image (None when the engine does not have it)."""
+        info = self._get_or_none(DockerAPI.path("/images/{}/json", ref))
+        return None if info is None else dict((info.get("Config") or {}).get("Labels") or {})
+
+    def volumes(self, owner: str, box: str | None = None) -> list[str]:
+        """Names of an owner's devbox volumes, optionally only those made for `box`."""
+        selector = [f"{labels.OWNER}={owner}"] + ([f"{labels.BOX}={box}"] if box else [])
+        found = (
+            self._call("GET", DockerAPI.path("/volumes", filters={"label": selector})).get("Volumes") or []
+        )
+        return sorted(v["Name"] for v in found)
+
+    def volume_users(self, volume: str) -> list[str]:
+        """Containers (any state) that mount `volume`."""
+        items = self._call("GET", DockerAPI.path("/containers/json", all=1, filters={"volume": [volume]}))
+        return [(c.get("Names") or ["?"])[0].lstrip("/") for c in items]
+
+    # --- images (docker-py: registry auth, build contexts) ----------------------------------
+
+    def pull(self, ref: str, on_event: Callable[[dict[str, Any]], None]) -> None:
+        """Pull `ref`, reporting progress events; errors inside the stream are raised."""
+        from devbox.engine.docker.dockerpy import client
+
+        last_segment = ref.rsplit("/", 1)[-1]
+        repo, tag = ref.rsplit(":", 1) if ":" in last_segment and "@" not in ref else (ref, None)
+        try:
+            for event in client().pull(repo, tag=tag, stream=True, decode=True):
+                if "error" in event or "errorDetail" in event:
+                    detail = (event.get("errorDetail") or {}).get("message") or event.get("error")
+                    raise BoxFailed(f"cannot pull {ref}: {detail}", _pull_hint(ref))
+                on_event(event)
+        except DevboxError:
+            raise
+        except Exception as exc:  # docker-py raises APIError, requests errors, ...
+            explanation = getattr(exc, "explanation", None) or str(exc)
+            raise BoxFailed(f"cannot pull {ref}: {explanation}", _pull_hint(ref)) from None
+
+    def build(self, spec: ContainerSpec, no_cache: bool, on_line: Callable[[str], None]) -> None:
+        """Build the image of a `build:` profile, streaming its output."""
+        from devbox.engine.docker.dockerpy import client
+
+        assert spec.build is not None
+        tail: list[str] = []
+        try:
+            stream = client().build(
+                path=spec.build.context,
+                dockerfile=spec.build.dockerfile,
+                tag=spec.image,
+                buildargs=spec.build.args,
+                nocache=no_cache,
+                rm=True,
+                decode=True,
+                labels={labels.OWNER: spec.owner, labels.BOX: spec.box},
+            )
+            for event in stream:
+                if "error" in event:
+                    raise BoxFailed(
+                        f"building {spec.image} failed: {str(event['error']).strip()}",
+                        "last build output:\n" + "\n".join(tail[-10:]),
+                    )
+                for line in str(event.get("stream", "")).splitlines():
+                    tail.append(line)
+                    on_line(line)
+        except DevboxError:
+            raise
+        except Exception as exc:
+            raise BoxFailed(f"building {spec.image} failed: {exc}") from None
+
+    # --- containers ------------------------------------------------------------------------
+
+    def create(
+        self, spec: ContainerSpec, env: dict[str, str], extra_labels: dict[str, str] | None = None
+    ) -> str:
+        """Create (not start) the box's container; returns its id. Volumes it made are undone on failure."""
+        from devbox.engine.docker import body
+
+        made = []
+        try:
+            for volume in body.named_volumes(spec):
+                existing = self._get_or_none(DockerAPI.path("/volumes/{}", volume))
+                if existing is None:
+                    volume_body = {"Name": volume, "Labels": spec.volume_labels}
+                    self._call("POST", "/volumes/create", volume_body, doing=f"creating volume {volume}")
+                    made.append(volume)
+                    continue
+                holder = (existing.get("Labels") or {}).get(labels.OWNER)
+                if holder and holder != spec.owner:
+                    raise DevboxError(
+                        f"volume {volume} belongs to {holder}, not to {spec.owner}",
+                        "rename the volume in your profile (volumes: NAME:/path)",
+                    )
+            path = DockerAPI.path("/containers/create", name=spec.name)
+            create_body = body.create_body(spec, env, extra_labels or {})
+            created = self._call("POST", path, create_body, doing=f"creating {spec.name}")
+        except BaseException:
+            self.remove_volumes(made)
+            raise
+        self.volumes_made.extend(made)
+        return str(created["Id"])
+
+    def remove_volumes(self, names: list[str]) -> None:
+        """Remove volumes this process made for a box that then failed (never older ones)."""
+        for volume in names:
+            self.remove_volume(volume)
+
+    def put_files(self, container: str, files: dict[str, tuple[str, int]]) -> None:
+        """Copy files ({absolute path: (text, mode)}, owned by root) into a container before it starts."""
+        from devbox.engine.docker import body
+
+        try:
+            self.api.put_tar(
+                DockerAPI.path("/containers/{}/archive", container, path="/"), body.files_tar(files)
+            )
+        except ApiError as exc:
+            raise self.error(exc, "copying the box's keys in") from None
+
+    def own_folders(self, container: str, folders: list[str], uid: int, gid: int) -> None:
+        """Before start: make `folders` (e.g. fresh volume roots) belong to uid:gid, mode 0755."""
+        from devbox.engine.docker import body
+
+        # copyUIDGID keeps the tar's owners; without it the engine makes them root's.
+        path = DockerAPI.path("/containers/{}/archive", container, path="/", copyUIDGID=1)
+        try:
+            self.api.put_tar(path, body.folders_tar(folders, uid, gid))
+        except ApiError as exc:
+            raise self.error(exc, "handing the box's new volumes to its user") from None
+
+    def chown_volumes(self, image: str, volumes: dict[str, str], owner: str) -> bool:
+        """Give `volumes` ({name: mount point}) to `owner` (uid:gid, or name:) with a one-shot root
+        container of `image`.
+
+        For images that run as a numeric user: the engine's own chown on copy looks the user
+        up in the image's passwd file and fails for a uid it does not know. False if it failed.
+        """
+        body = {
+            "Image": image,
+            "User": "0:0",
+            "Entrypoint": ["chown", owner, *volumes.values()],
+            "Cmd": [],
+            "Labels": {labels.HELPER: "chown"},
+            "HostConfig": {
+                "Mounts": [{"Type": "volume", "Source": n, "Target": t} for n, t in volumes.items()]
+            },
+        }
+        helper = str(self._call("POST", "/containers/create", body, doing="preparing volumes")["Id"])
+        try:
+            self.start(helper)
+            path = DockerAPI.path("/containers/{}/wait", helper)
+            return int(self._call("POST", path, doing="preparing volumes").get("StatusCode", 1)) == 0
+        except DevboxError:
+            return False  # e.g. an image with no chown: the volume stays root's, as Docker makes it
+        finally:
+            self.remove(helper)
+
+    def start(self, container: str) -> None:
+        """Start a created or stopped container."""
+        self._call("POST", DockerAPI.path("/containers/{}/start", container), doing="starting the box")
+
+    def stop(self, container: str, timeout: int = 10) -> None:
+        """Stop a container (SIGTERM, then SIGKILL after `timeout` s); gone is fine."""
+        try:
+            self.api.call("POST", DockerAPI.path("/containers/{}/stop", container, t=timeout))
+        except ApiError as exc:
+            if exc.status not in (304, 404):
+                raise self.error(exc, "stopping the box") from None
+
+    def remove(self, container: str) -> None:
+        """Force-remove a container; already gone (404) or being removed (409) is fine."""
+        try:
+            self.api.call("DELETE", DockerAPI.path("/containers/{}", container, force=1))
+        except ApiError as exc:
+            if exc.status not in (404, 409):
+                raise self.error(exc, "removing the box") from None
+
+    def remove_volume(self, name: str) -> bool:
+        """Remove a volume; False if a container still uses it. Gone already is fine."""
+        try:
+            self.api.call("DELETE", DockerAPI.path("/volumes/{}", name))
+        except ApiError as exc:
+            if exc.status == 409:
+                return False
+            if exc.status != 404:
+                raise self.error(exc, f"removing volume {name}") from None
+        return True
+
+    # --- logs and exec ---------------------------------------------------------------------
+
+    def _logs(
+        self, container: str, follow: bool, tail: int | str, since: float | None, tty: bool | None
+    ) -> tuple[Response, bool]:
+        if tty is None:  # callers holding the container's inspect output pass it and save a call
+            info = self.inspect(container) or {}
+            tty = bool((info.get("Config") or {}).get("Tty"))
+        path = DockerAPI.path(
+            "/containers/{}/logs",
+            container,
+            stdout=1,
+            stderr=1,
+            follow=int(follow),
+            tail=tail,
+            since=f"{since:.9f}" if since else None,
+        )
+        try:
+            return self.api.stream("GET", path), tty
+        except ApiError as exc:
+            raise self.error(exc, "reading logs") from None
+
+    def stream_logs(
+        self,
+        container: str,
+        follow: bool,
+        tail: int | str = "all",
+        since: float | None = None,
+        tty: bool | None = None,
+    ) -> Iterator[bytes]:
+        """The log as byte chunks, following new output if asked. `tty`: None = look it up."""
+        response, tty = self._logs(container, follow, tail, since, tty)
+        return response.chunks() if tty else demux(response.chunks())
+
+    def log_lines(
+        self, container: str, tail: int | str = "all", since: float | None = None, tty: bool | None = None
+    ) -> list[str]:
+        """The container's log as lines (not following)."""
+        chunks = self.stream_logs(container, False, tail, since, tty)
+        return b"".join(chunks).decode("utf-8", "replace").splitlines()
+
+    def follow(self, container: str, since: float | None = None, tty: bool | None = None) -> LogFollower:
+        """Start following the container's log in the background."""
+        response, tty = self._logs(container, True, "all", since, tty)
+        return LogFollower(response, tty)
+
+    def exec(self, container: str, argv: list[str], user: str = "") -> tuple[int, str]:
+        """Run a command in the box and collect its output (non-interactive)."""
+        body = {"AttachStdout": True, "AttachStderr": True, "Cmd": argv, "User": user}
+        exec_id = self._call("POST", DockerAPI.path("/containers/{}/exec", container), body)["Id"]
+        try:
+            response = self.api.stream(
+                "POST", DockerAPI.path("/exec/{}/start", exec_id), {"Detach": False, "Tty": False}
+            )
+        except ApiError as exc:
+            raise self.error(exc, "running a command in the box") from None
+        output = b"".join(demux(response.chunks())).decode("utf-8", "replace")
+        code = self._call("GET", DockerAPI.path("/exec/{}/json", exec_id)).get("ExitCode")
+        return int(code if code is not None else 1), output

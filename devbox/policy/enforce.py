@@ -1,0 +1,151 @@
+"""Applying the lab policy to a profile: caps on quotas, image, quota and mount rules (pure).
+
+`check` refuses a profile that breaks a rule before anything touches the engine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import os
+
+from devbox import sizes
+from devbox.errors import Origin, PolicyRefusal, Problem
+from devbox.policy.rules import ALWAYS_FORBIDDEN, Policy
+from devbox.profile.model import Profile, Resources
+
+
+def apply_limits(profile: Profile, policy: Policy) -> Profile:
+    """Cap unset CPU and memory quotas at the policy's maximum, so no box runs unbounded."""
+    res = profile.resources
+    capped = Resources(
+        cpus=res.cpus if res.cpus is not None else policy.limits.max_cpus,
+        memory=res.memory if res.memory is not None else policy.limits.max_memory,
+        pids=res.pids,
+    )
+    return dataclasses.replace(profile, resources=capped) if capped != res else profile
+
+
+def mount_is_forbidden(source: str, forbidden: str) -> bool:
+    """True when binding `source` exposes `forbidden`: the path itself, inside it, or a parent of it."""
+    # Both sides through symlinks: forbidding /var/run/x must also forbid /run/x.
+    paths = {source, _real(source)}
+    for path in paths:
+        for rule in {forbidden, _real(forbidden)}:
+            if path == rule or (rule != "/" and path.startswith(rule.rstrip("/") + "/")):
+                return True
+            if rule.startswith(path.rstrip("/") + "/"):
+                return True
+    return False
+
+
+def _unverifiable(path: str) -> bool:
+    """True when some part of `path` cannot be looked at (a missing tail is fine: -v creates it)."""
+    try:
+        os.path.realpath(path, strict=True)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError:
+        return True
+    return False
+
+
+def _real(path: str) -> str:
+    """The path with symlinks resolved, as far as this user may look (unreadable: as written)."""
+    try:
+        return os.path.realpath(path)
+    except OSError:
+        return os.path.normpath(path)
+
+
+def _image_rules(profile: Profile, policy: Policy) -> list[Problem]:
+    problems = []
+    allowed = policy.allowed_images
+    if (
+        profile.image
+        and allowed is not None
+        and not any(fnmatch.fnmatchcase(profile.image, p) for p in allowed)
+    ):
+        listed = ", ".join(allowed) or "(none)"
+        message = f"image '{profile.image}' is not allowed: allowed_images is [{listed}]"
+        problems.append(Problem(profile.origin("image"), f"{message} ({policy.rule('allowed_images')})"))
+    if profile.build and not policy.allow_build:
+        message = f"building images is not allowed: allow_build is false ({policy.rule('allow_build')})"
+        problems.append(Problem(profile.origin("build"), message, "use an allowed image: instead"))
+    return problems
+
+
+def _quota_rules(profile: Profile, policy: Policy) -> list[Problem]:
+    problems = []
+    lim, gpus, res = policy.limits, profile.gpus, profile.resources
+    if lim.max_gpus_per_user is not None and gpus.kind != "none":
+        asked = {"all": None, "count": gpus.count, "devices": len(gpus.devices)}[gpus.kind]
+        if asked is None or asked > lim.max_gpus_per_user:
+            rule = f"limits.max_gpus_per_user = {lim.max_gpus_per_user}"
+            message = f"gpus: {gpus.describe()} exceeds {rule} ({policy.rule('limits.max_gpus_per_user')})"
+            hint = f"ask for at most {lim.max_gpus_per_user}: gpus: {lim.max_gpus_per_user}"
+            problems.append(Problem(profile.origin("gpus"), message, hint))
+    if lim.max_cpus is not None and res.cpus is not None and res.cpus > lim.max_cpus:
+        rule = f"limits.max_cpus = {lim.max_cpus:g}"
+        message = f"resources.cpus {res.cpus:g} exceeds {rule} ({policy.rule('limits.max_cpus')})"
+        problems.append(
+            Problem(profile.origin("resources"), message, f"ask for at most cpus: {lim.max_cpus:g}")
+        )
+    if lim.max_memory is not None and res.memory is not None and res.memory > lim.max_memory:
+        limit = sizes.format_size(lim.max_memory)
+        asked_memory = sizes.format_size(res.memory)
+        message = f"resources.memory {asked_memory} exceeds limits.max_memory = {limit}"
+        problems.append(
+            Problem(
+                profile.origin("resources"),
+                f"{message} ({policy.rule('limits.max_memory')})",
+                f"ask for at most memory: {limit}",
+            )
+        )
+    if lim.max_boxes_per_user == 0:
+        message = (
+            f"limits.max_boxes_per_user is 0: no boxes may run ({policy.rule('limits.max_boxes_per_user')})"
+        )
+        problems.append(Problem(Origin(profile.path), message))
+    return problems
+
+
+def _mount_rules(profile: Profile, policy: Policy) -> list[Problem]:
+    problems = []
+    for volume in profile.volumes:
+        if volume.kind != "bind":
+            continue
+        if _unverifiable(volume.source):
+            # The engine runs as root and follows links this user cannot see; what cannot be
+            # checked is refused, or a folder made unreadable would hide a link to the socket.
+            message = f"cannot see where {volume.source} leads (permission denied), so it cannot be checked"
+            problems.append(Problem(volume.origin, message, "mount a folder you can read"))
+            continue
+        for forbidden in policy.forbidden_mounts:
+            if mount_is_forbidden(volume.source, forbidden):
+                if forbidden in ALWAYS_FORBIDDEN:
+                    rule = "always forbidden (it hands the box the host)"
+                else:
+                    rule = f"forbidden_mounts ({policy.rule('forbidden_mounts')})"
+                message = f"mounting {volume.source} exposes {forbidden}: {rule}"
+                problems.append(Problem(volume.origin, message, "mount a project folder instead"))
+                break
+    return problems
+
+
+def violations(profile: Profile, policy: Policy) -> list[Problem]:
+    """Every rule of `policy` that `profile` breaks, located in the profile."""
+    return _image_rules(profile, policy) + _quota_rules(profile, policy) + _mount_rules(profile, policy)
+
+
+def check(profile: Profile, policy: Policy) -> Profile:
+    """The profile with policy caps applied; raises PolicyRefusal listing every broken rule."""
+    problems = violations(profile, policy)
+    if problems:
+        count = f"{len(problems)} rule" + ("s" if len(problems) > 1 else "")
+        raise PolicyRefusal(
+            f"the lab policy refuses profile '{profile.name}' ({count} broken)",
+            problems,
+            policy.source,
+        )
+    return apply_limits(profile, policy)

@@ -1,0 +1,135 @@
+"""`devbox ls` output without rich: a plain aligned table and the JSON form.
+
+Kept free of rich and typer so `devbox ls` starts in a few tens of milliseconds.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from devbox.box.state import Box
+from devbox.settings import bundled_profiles_dir
+
+if TYPE_CHECKING:
+    from devbox.access.reports import BoxReport
+
+
+def box_json(box: Box) -> dict[str, Any]:
+    """A box without credentials (what `ls --json` lists)."""
+    return {
+        "name": box.name,
+        "owner": box.owner,
+        "container": box.container,
+        "id": box.id,
+        "status": box.status,
+        "uptime": box.status_text,
+        "created": box.created,
+        "profile": box.profile,
+        "image": box.image,
+        "inside": box.inside,
+        "gpus": list(box.gpus),
+        "ports": {
+            p.name: {"container": p.container, "host": p.host, "address": p.address} for p in box.ports
+        },
+        "volumes": [
+            {"type": m.type, "source": m.source, "target": m.target, "readonly": m.readonly}
+            for m in box.mounts
+        ],
+    }
+
+
+def report_json(result: BoxReport) -> dict[str, Any]:
+    """The one JSON object `up --json` / `info --json` print."""
+    data = box_json(result.box)
+    del data["uptime"]
+    jupyter = result.jupyter
+    ssh = result.ssh
+    data.update(
+        {
+            "action": result.action,
+            "jupyter": {"url": jupyter.url, "token": jupyter.token, "auth": jupyter.auth}
+            if jupyter
+            else None,
+            "ssh": (
+                {
+                    "host": ssh.target.host,
+                    "port": ssh.target.port,
+                    "user": ssh.target.user,
+                    "password": ssh.password,
+                    "command": ssh.command,
+                    "hostkey": ssh.hostkey,
+                    "host_key_alias": ssh.target.alias,
+                    "known_hosts": ssh.target.known_hosts,
+                    "identity_file": ssh.target.identity_file,
+                }
+                if ssh
+                else None
+            ),
+            "credentials": result.custom,
+            "changes": list(result.changes),
+            "warnings": list(result.warnings),
+        }
+    )
+    return data
+
+
+def short_path(path: str) -> str:
+    """A profile path as people read it: bundled:NAME, ~/..., or as is."""
+    bundled = str(bundled_profiles_dir())
+    if path.startswith(bundled + "/"):
+        return "bundled:" + path[len(bundled) + 1 :]
+    home = os.path.expanduser("~")
+    return "~" + path[len(home) :] if home != "/" and path.startswith(home + "/") else path
+
+
+def _uptime(box: Box) -> str:
+    return box.status_text[3:] if box.running and box.status_text.startswith("Up ") else "-"
+
+
+def box_rows(found: list[Box], show_owner: bool) -> list[list[str]]:
+    """The `ls` table as rows of cells, header first."""
+    header = [
+        "NAME",
+        *(["OWNER"] if show_owner else []),
+        "STATUS",
+        "UPTIME",
+        "IMAGE",
+        "GPUS",
+        "PORTS",
+        "PROFILE",
+    ]
+    rows = [header]
+    for box in found:
+        ports = " ".join(f"{p.name}:{p.host}" for p in box.ports if p.host) or "-"
+        rows.append(
+            [
+                box.name,
+                *([box.owner] if show_owner else []),
+                box.status,
+                _uptime(box),
+                box.image,
+                ",".join(box.gpus) or "-",
+                ports,
+                short_path(box.profile),
+            ]
+        )
+    return rows
+
+
+def table(rows: list[list[str]], bold_header: bool) -> str:
+    """Rows as left-aligned columns, two spaces apart."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]
+    if bold_header:
+        lines[0] = f"\x1b[1m{lines[0]}\x1b[0m"
+    return "\n".join(lines)
+
+
+def empty_message(show_owner: bool) -> str:
+    """What `ls` says when there is nothing to list."""
+    if show_owner:
+        return "no boxes on this engine"
+    return "no boxes (of yours); `devbox up` starts one, `devbox ls --all` shows everyone's"
