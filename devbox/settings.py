@@ -19,6 +19,36 @@ from devbox.errors import InvalidInput, Origin, Problem
 _NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 
 
+# Linux's limits: NAME_MAX bytes per component, PATH_MAX bytes for the whole path.
+NAME_MAX = 255
+PATH_MAX = 4095
+
+
+def path_problem(text: str) -> str | None:
+    """Why `text` cannot be a path on this host, or None when it can.
+
+    Refused: control characters (a NUL ends the path early in every system call, a newline
+    breaks `docker run -v` and the panels), bytes that are not UTF-8, a component longer
+    than NAME_MAX and a path longer than PATH_MAX (the kernel answers ENAMETOOLONG, which
+    pathlib's is_file() and friends raise instead of answering False).
+    """
+    for i, char in enumerate(text):
+        if ord(char) < 32 or ord(char) == 127:
+            return f"has a control character ({char!r} at position {i + 1})"
+        if 0xD800 <= ord(char) <= 0xDFFF:
+            return "is not valid UTF-8"
+    encoded = text.encode("utf-8")
+    if len(encoded) > PATH_MAX:
+        return f"is {len(encoded)} bytes long, more than the {PATH_MAX} a path may have"
+    for part in encoded.split(b"/"):
+        if len(part) > NAME_MAX:
+            shown = part[:20].decode("utf-8", "replace")
+            return (
+                f"has a name of {len(part)} bytes ({shown}…), more than the {NAME_MAX} a file name may have"
+            )
+    return None
+
+
 def is_valid_name(name: str) -> bool:
     """True when `name` can be part of a Docker container or volume name."""
     return bool(_NAME_RE.match(name))
@@ -110,6 +140,14 @@ def from_environment(environ: Mapping[str, str] | None = None, cwd: Path | None 
             ],
             hint="set DEVBOX_USER to a simple name, e.g. DEVBOX_USER=alice",
         )
+    for variable in ("HOME", "XDG_CONFIG_HOME", "DEVBOX_CONFIG_DIR", "DEVBOX_LAB_DIR", "DEVBOX_POLICY"):
+        problem = path_problem(env.get(variable) or "")
+        if problem is not None:
+            raise InvalidInput(
+                f"{variable} cannot be a path",
+                [Problem(Origin(variable), f"it {problem}")],
+                hint=f"fix {variable}",
+            )
     config_home = Path(env.get("XDG_CONFIG_HOME") or home / ".config")
     lab_dir = Path(env.get("DEVBOX_LAB_DIR") or "/etc/devbox")
     policy_env = env.get("DEVBOX_POLICY")

@@ -10,7 +10,7 @@ from pathlib import Path
 from devbox.access import credentials, sshkeys
 from devbox.access.sshaccess import SshTarget
 from devbox.box import labels, state
-from devbox.engine.docker.engine import DockerEngine as Engine
+from devbox.engine.base import Engine
 from devbox.errors import DevboxError
 
 TOKEN_FILE = "/run/devbox/jupyter_token"  # where a devbox-protocol box keeps the token devbox made

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devbox import hostlock
-from devbox.errors import DevboxError
+from devbox.errors import DevboxError, InvalidInput, Origin, Problem
+from devbox.profile import filekeys, files
 
 KNOWN_HOSTS = "known_hosts"
 DEVBOX_KEY = "id_rsa_devbox"
@@ -30,23 +31,42 @@ class LoginKey:
 
 def login_key(config_dir: Path, home: Path, explicit: str | None) -> LoginKey:
     """The profile's key, else ~/.ssh/id_ed25519.pub, else id_rsa.pub, else devbox's own (made once)."""
-    candidates = [Path(explicit)] if explicit else [home / ".ssh/id_ed25519.pub", home / ".ssh/id_rsa.pub"]
-    for public in candidates:
-        if public.is_file():
-            private = public.with_suffix("") if public.suffix == ".pub" else None
-            identity = str(private) if private and private.is_file() else None
-            return LoginKey(public.read_text().strip(), identity)
+    if explicit:
+        # The profile checked it on loading; read and check again, it is what the box gets.
+        text, problem = filekeys.read_authorized_keys(explicit)
+        if problem is not None:
+            raise InvalidInput(
+                f"ssh.authorized_keys {files.shown(explicit)} {problem}",
+                [
+                    Problem(
+                        Origin(files.shown(explicit)),
+                        problem,
+                        "give a public key file, e.g. ~/.ssh/id_ed25519.pub",
+                    )
+                ],
+            )
+        return LoginKey(text.strip(), _identity(Path(explicit)))
+    for public in (home / ".ssh/id_ed25519.pub", home / ".ssh/id_rsa.pub"):
+        text, problem = filekeys.read_authorized_keys(str(public))
+        if problem is None:  # else the next one: an unreadable or odd default is no reason to stop
+            return LoginKey(text.strip(), _identity(public))
     private = config_dir / DEVBOX_KEY
     public_path = private.with_name(private.name + ".pub")
     if not private.is_file():
         # Several first `up`s at once (a new user starting two boxes) must make one pair.
-        with hostlock.held(f"login key {private}"):
+        with hostlock.user_lock(f"login key {private}", config_dir, "making the SSH login key", timeout=60):
             if not private.is_file():
                 _make_login_key(private, public_path)
                 return LoginKey(public_path.read_text().strip(), str(private), generated=True)
     if not public_path.is_file():
         raise DevboxError(f"{public_path} is missing", f"delete {private} so devbox makes a new pair")
     return LoginKey(public_path.read_text().strip(), str(private))
+
+
+def _identity(public: Path) -> str | None:
+    """The private half beside a public key file, if it is there."""
+    private = public.with_suffix("") if public.suffix == ".pub" else None
+    return str(private) if private is not None and files.is_file(str(private)) else None
 
 
 def _make_login_key(private: Path, public_path: Path) -> None:

@@ -16,6 +16,7 @@ CPUS = "devbox.cpus"  # nano-CPUs asked for, summed for the policy's per-user li
 MEMORY = "devbox.memory"  # bytes asked for, likewise
 HELPER = "devbox.helper"  # on a short-lived container devbox runs for itself (never a box)
 PORTS = "devbox.ports"  # jupyter:8888,ssh:22: names of the published ports, for ls and info
+BACKEND = "devbox.backend"  # the engine backend that made the box ("docker")
 
 
 def box_selector(owner: str | None = None) -> list[str]:

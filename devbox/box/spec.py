@@ -27,6 +27,7 @@ class HostContext:
     gid: int
     bind_address: str = "127.0.0.1"
     login: str = ""  # the caller's login name, for the user a devbox image creates
+    backend: str = "docker"  # the engine backend that runs the box (Docker is the only real one)
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ class ContainerSpec:
     security_opt: tuple[str, ...] = ("no-new-privileges",)
     protocol: bool = False  # the image follows the devbox image protocol (docs/image.md)
     gpus_declared: bool = False  # allocated from a declared inventory: no device request
+    disk: int | None = None  # bytes the writable layer may grow to (--storage-opt size=)
     spec_hash: str = field(default="")
 
 
@@ -155,6 +157,8 @@ def protocol_env(profile: Profile, ctx: HostContext) -> dict[str, str]:
 def _hash(spec: ContainerSpec) -> str:
     data = asdict(spec)
     data.pop("spec_hash")
+    if data["disk"] is None:
+        del data["disk"]  # added later: boxes made before it keep their hash
     data["labels"] = {k: v for k, v in spec.labels.items() if k != labels.SPEC_HASH}
     blob = json.dumps(data, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
@@ -196,6 +200,7 @@ def build(profile: Profile, ctx: HostContext, protocol: bool = False) -> Contain
             **({labels.CPUS: str(round(res.cpus * 1e9))} if res.cpus is not None else {}),
             **({labels.MEMORY: str(res.memory)} if res.memory is not None else {}),
             labels.VERSION: __version__,
+            labels.BACKEND: ctx.backend,
         },
         volume_labels={**profile.labels, **owner_labels},
         ports=tuple(PortBinding(p.name, p.container, p.host, ctx.bind_address) for p in profile.ports),
@@ -213,6 +218,7 @@ def build(profile: Profile, ctx: HostContext, protocol: bool = False) -> Contain
         memory=res.memory,
         nano_cpus=round(res.cpus * 1e9) if res.cpus is not None else None,
         pids_limit=res.pids,
+        disk=res.disk,
         user=None if protocol else _user(profile.user, ctx),
         workdir=profile.workdir,
         protocol=protocol,

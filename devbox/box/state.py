@@ -1,6 +1,7 @@
 """A box as the engine reports it, read back from labels: what `ls`, `info` and `down` show.
 
-Pure: built from the dicts the Docker API returns (container summaries or inspect output).
+Pure data: each engine backend builds these from what its API returns (a listing gives the
+summary view; looking one box up gives the full view, with `config`).
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from devbox.box import labels
-from devbox.errors import DevboxError
+from devbox.errors import Refused
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,18 @@ class MountInfo:
     source: str
     target: str
     readonly: bool
+
+
+@dataclass(frozen=True)
+class BoxConfig:
+    """How the container was created (full view only): what `up` compares with a new spec."""
+
+    env: dict[str, str] = field(default_factory=dict)
+    user: str = ""  # "" = the image's default user
+    workdir: str = ""  # "" = the image's default
+    command: tuple[str, ...] = ()
+    binds: tuple[MountInfo, ...] = ()  # the mounts asked for (not volumes the image declares)
+    host_ports: dict[int, int | None] = field(default_factory=dict)  # container port → fixed host port
 
 
 @dataclass(frozen=True)
@@ -55,7 +68,13 @@ class Box:
     memory: int | None = None
     nano_cpus: int | None = None
     pids_limit: int | None = None
-    tty: bool = False  # from inspect only: whether its log comes as one raw stream
+    tty: bool = False  # full view only: whether its log comes as one raw stream
+    config: BoxConfig | None = None  # full view only
+
+    @property
+    def backend(self) -> str:
+        """The engine backend that made the box (boxes from before the label are Docker's)."""
+        return self.labels.get(labels.BACKEND) or "docker"
 
     @property
     def running(self) -> bool:
@@ -106,7 +125,7 @@ def check_owner(box: Box, owner: str) -> None:
     with box `nb` meet at one name; only the labels say whose box it is.
     """
     if box.owner != owner:
-        raise DevboxError(
+        raise Refused(
             f"the container name {box.container} is taken by {box.owner}'s box '{box.name}'",
             "give your box another name: the box is named after its profile file",
         )

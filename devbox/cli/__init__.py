@@ -1,21 +1,28 @@
 """The `devbox` command.
 
-`main` answers the fast commands (help, ls) without importing typer; everything else goes
-to the typer app in `devbox.cli.commands`.
+`main` answers the fast commands (help, ls, up, version, completion) without importing typer;
+everything else goes to the typer app in `devbox.cli.commands`.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 
 def main() -> None:
     """Console-script entry point."""
-    from devbox.cli import fast
+    from devbox.cli import fast, pipes
 
+    pipes.install()  # `devbox ls | head -1`: a closed pipe ends devbox quietly, as it ends git
+    if "_DEVBOX_COMPLETE" in os.environ:
+        # A click-style completion request (an old script). devbox completes through
+        # `devbox __complete`; answering this by running the command line would run it.
+        sys.exit(0)
     code = fast.run(sys.argv[1:])
     if code is not None:
         sys.exit(code)
+    from devbox.cli import errors
     from devbox.cli.commands import app
 
-    app(prog_name="devbox")
+    errors.run_app(app, sys.argv[1:])

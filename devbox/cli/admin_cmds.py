@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from devbox.cli.app import JsonOpt, app, handles_errors, stderr, stdout
-from devbox.errors import DevboxError, ExitCode
+from devbox.errors import DevboxError, ExitCode, InvalidInput, NotFound, Origin, Problem
+
+if TYPE_CHECKING:
+    from devbox.policy.rules import Policy
 
 policy_app = typer.Typer(help="Show the lab policy in force, or check a policy file.")
 app.add_typer(policy_app, name="policy")
-
-
-def _print_json(data: object) -> None:
-    print(json.dumps(data, indent=2, default=str))
 
 
 @app.command()
@@ -27,54 +25,44 @@ def gpus(json_output: JsonOpt = False) -> None:
     from devbox import engine, settings
     from devbox.ops import admin
     from devbox.placement import gpus
-    from devbox.ui import plain
+    from devbox.ui import plain, term
 
-    rows = admin.gpu_rows(engine.connect(), settings.from_environment())
+    eng = engine.connect()
+    caller = settings.from_environment()
+    rows = admin.gpu_rows(eng, caller)
     if rows is None:
         raise DevboxError(
             "no GPUs known on this host: nvidia-smi is missing and DEVBOX_GPU_INVENTORY is unset",
             "install the NVIDIA driver, or declare GPUs for bookkeeping: DEVBOX_GPU_INVENTORY=8",
         )
+    driver = admin.gpu_driver(caller)
     if json_output:
-        _print_json(
-            [
-                {
-                    "index": r.gpu.index,
-                    "uuid": r.gpu.uuid,
-                    "name": r.gpu.name,
-                    "memory_used_mib": r.gpu.memory_used,
-                    "memory_total_mib": r.gpu.memory_total,
-                    "utilization": r.gpu.utilization,
-                    "declared": r.gpu.declared,
-                    "holder": (
-                        {
-                            "box": r.holder.name,
-                            "owner": r.holder.owner,
-                            "container": r.holder.container,
-                            "since": r.holder.created,
-                        }
-                        if r.holder
-                        else None
-                    ),
-                }
-                for r in rows
-            ]
-        )
+        from devbox.ui import to_json
+
+        to_json.print_json(to_json.gpus_json(rows, eng.host, driver))
         return
+    if driver:
+        print(f"driver {driver.version or 'unknown'}, CUDA {driver.cuda or 'unknown'}")
+
+    def shown(value: int | None, unit: str = "") -> str:
+        return "n/a" if value is None else f"{value}{unit}"  # [N/A] is unknown, never 0
+
     table = [["GPU", "NAME", "MEMORY", "UTIL", "HOLDER", "KIND"]]
     for r in rows:
         g = r.gpu
+        holder = [gpus.describe_holder(r.holder)] if r.holder else []
+        holder += [f"busy (outside devbox): {r.busy.describe()}"] if r.busy else []
         table.append(
             [
                 g.index,
                 g.name,
-                f"{g.memory_used}/{g.memory_total} MiB",
-                f"{g.utilization}%",
-                gpus.describe_holder(r.holder) if r.holder else "free",
+                f"{shown(g.memory_used)}/{shown(g.memory_total)} MiB",
+                shown(g.utilization, "%"),
+                "; ".join(holder) or "free",
                 "declared" if g.declared else "real",
             ]
         )
-    print(plain.table(table, bold_header=sys.stdout.isatty()))
+    print(plain.table(table, bold_header=term.styled(sys.stdout)))
 
 
 @app.command()
@@ -86,10 +74,14 @@ def doctor(json_output: JsonOpt = False) -> None:
     from devbox import engine, settings
     from devbox.ops import admin
 
-    checks = admin.doctor(engine.connect(timeout=10), settings.from_environment())
+    eng = engine.connect(timeout=10)
+    checks = admin.doctor(eng, settings.from_environment())
     failed = any(c.status == "fail" for c in checks)
     if json_output:
-        _print_json({"ok": not failed, "checks": [c.__dict__ for c in checks]})
+        # A report even when a check fails: the checks are the answer (exit 1 says one failed).
+        from devbox.ui import to_json
+
+        to_json.print_json(to_json.doctor_json(checks, eng.host))
     else:
         out = stdout()
         style = {"ok": "[green]ok  [/]", "warn": "[yellow]warn[/]", "fail": "[red]FAIL[/]"}
@@ -114,17 +106,22 @@ def prune(
     all_users: Annotated[bool, typer.Option("--all", "-a", help="Everyone's boxes (admin).")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Remove without asking.")] = False,
     idle: Annotated[bool, typer.Option("--idle", help="Report running boxes whose GPUs are idle.")] = False,
+    json_output: JsonOpt = False,
 ) -> None:
     """List stopped boxes, then remove them (their volumes are kept). --idle reports idle GPU holders."""
     from devbox import engine, settings
     from devbox.ops import admin
     from devbox.placement import gpus
+    from devbox.ui import to_json
 
     caller = settings.from_environment()
     eng = engine.connect()
-    out = stdout()
+    out = stderr() if json_output else stdout()  # with --json, stdout holds the one document
     if idle:
         found = admin.idle(eng, caller)
+        if json_output:
+            to_json.print_json(to_json.prune_idle_json([box for box, _ in found], eng.host))
+            return
         for box, ids in found:
             out.print(
                 f"idle: {box.owner}/{box.name} holds GPU {','.join(ids)} at 0% ({gpus.describe_holder(box)})"
@@ -133,69 +130,89 @@ def prune(
             out.print("no running box holds only idle GPUs (a snapshot of utilisation right now)")
         return
     doomed = admin.prunable(eng, None if all_users else caller.owner, admin.parse_age(older_than))
-    if not doomed:
+    if not doomed and not json_output:
         out.print("nothing to prune")
         return
     for box in doomed:
         out.print(f"stopped: {box.owner}/{box.name} ({box.container}, {box.status_text})")
-    if not yes:
+    if doomed and not yes:
         if not sys.stdin.isatty():
-            raise DevboxError("prune needs a confirmation and there is no terminal", "add --yes")
-        if not typer.confirm(f"Remove these {len(doomed)} box(es)? Their volumes are kept.", default=False):
+            raise InvalidInput(
+                "prune needs a confirmation and there is no terminal",
+                [Problem(Origin("--yes"), "missing: there is no terminal to ask")],
+                "add --yes",
+            )
+        question = f"Remove these {len(doomed)} box(es)? Their volumes are kept."
+        if not typer.confirm(question, default=False, err=True):
             raise typer.Exit(1)
     for box in doomed:
         eng.remove(box.id)
-    out.print(f"removed {len(doomed)} box(es); volumes kept")
+    if json_output:
+        to_json.print_json(to_json.prune_json(doomed, eng.host))
+    else:
+        out.print(f"removed {len(doomed)} box(es); volumes kept")
 
 
 @policy_app.command("show")
 @handles_errors
 def policy_show(json_output: JsonOpt = False) -> None:
     """Print the policy in force (file, defaults, limits, images, mounts, bind address)."""
-    from devbox import settings, sizes
+    import json as stdlib_json
+
+    from devbox import settings
     from devbox.policy import rules
+    from devbox.ui import to_json
 
     lab = rules.load(settings.from_environment())
-    lim = lab.limits
-    data: dict[str, Any] = {
-        "file": lab.path,
-        "defaults": {k: v for k, v in (lab.defaults.values if lab.defaults else {}).items()},
-        "limits": {
-            "max_gpus_per_user": lim.max_gpus_per_user,
-            "max_cpus": lim.max_cpus,
-            "max_memory": sizes.format_size(lim.max_memory) if lim.max_memory else None,
-            "max_boxes_per_user": lim.max_boxes_per_user,
-        },
-        "allowed_images": list(lab.allowed_images) if lab.allowed_images is not None else "any",
-        "allow_build": lab.allow_build,
-        "forbidden_mounts": list(lab.forbidden_mounts),
-        "bind_address": lab.bind_address,
-    }
+    data = to_json.policy_json(lab)
     if json_output:
-        _print_json(data)
+        to_json.print_json(data)
         return
     out = stdout()
     out.print(f"[bold]policy[/] {lab.source}", soft_wrap=True)
     for key, value in data.items():
         if key != "file":
-            out.print(
-                f"  [bold]{key:<18}[/] {json.dumps(value, default=str)}", highlight=False, soft_wrap=True
-            )
+            text = stdlib_json.dumps(value, default=str)
+            out.print(f"  [bold]{key:<18}[/] {text}", highlight=False, soft_wrap=True)
+
+
+def _policy_warnings(lab: Policy) -> None:
+    """On stderr: the limits this host cannot honour (valid all the same: exit 0)."""
+    from devbox.ops import admin
+
+    facts = None
+    if lab.limits.max_disk is not None:  # only then is the engine worth asking
+        from devbox import engine
+
+        try:
+            facts = engine.connect(timeout=3).facts()
+        except DevboxError:
+            facts = None
+    for status, text, fix in admin.policy_warnings(lab, facts):
+        stderr().print(f"{status}: {text}\n  fix: {fix}", highlight=False, soft_wrap=True, markup=False)
 
 
 @policy_app.command("check")
 @handles_errors
 def policy_check(
     file: Annotated[Path | None, typer.Argument(help="Policy file (default: the one in force).")] = None,
+    json_output: JsonOpt = False,
 ) -> None:
     """Validate a policy file; exit 2 with every problem located if it is invalid."""
     from devbox import settings
     from devbox.policy import rules
+    from devbox.profile import files
     from devbox.profile.yamlsrc import load_file
 
     caller = settings.from_environment()
     path = file or caller.policy_path
-    if not path.exists():
-        raise DevboxError(f"no policy file {path}", "pass a path: devbox policy check FILE")
-    rules.parse(load_file(path), caller)
-    stderr().print(f"[green]ok[/] {path}")
+    if files.look(str(path)).kind == "missing":  # never raises, whatever the argument holds
+        raise NotFound(f"no policy file {files.shown(str(path))}", "pass a path: devbox policy check FILE")
+    lab = rules.parse(load_file(path), caller)
+    _policy_warnings(lab)
+    if json_output:
+        from devbox.ui import to_json
+
+        to_json.print_json(to_json.policy_check_json(str(path)))
+    else:
+        stderr().print(f"[green]ok[/] {path}")

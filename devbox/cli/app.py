@@ -1,16 +1,15 @@
-"""The typer app, the options commands share, and the one place errors become output."""
+"""The typer app and the options commands share; errors become output in cli/errors.py."""
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from devbox import __version__
-from devbox.cli import shared
-from devbox.errors import DevboxError, ExitCode, unexpected
+from devbox.cli import errors, shared
+from devbox.ui import term
 
 if TYPE_CHECKING:
     from devbox.profile.flags import Overrides
@@ -24,43 +23,13 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-_state = {"debug": False}
-P = ParamSpec("P")
-R = TypeVar("R")
+if term.no_color():
+    # typer draws help and usage errors with its own rich console: no styles there either.
+    from typer import rich_utils
 
+    rich_utils.COLOR_SYSTEM = None
 
-def handles_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """Turn devbox's errors into one screen on stderr and the error's exit code.
-
-    Every command is wrapped, so this is the one place errors become output; tracebacks
-    only with --debug.
-    """
-
-    @functools.wraps(command)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return command(*args, **kwargs)
-        except DevboxError as exc:
-            if _state["debug"]:
-                raise
-            from devbox.ui import console
-
-            console.error(stderr(), exc)
-            raise typer.Exit(int(exc.exit_code)) from None
-        except KeyboardInterrupt:
-            stderr().print("interrupted")
-            raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
-        except Exception as exc:
-            # typer's own control flow (Exit, Abort, usage errors) comes from typer or click,
-            # depending on typer's version: pass it on.
-            if _state["debug"] or type(exc).__module__.split(".")[0] in ("typer", "click"):
-                raise
-            from devbox.ui import console
-
-            console.error(stderr(), unexpected(exc))
-            raise typer.Exit(int(ExitCode.ERROR)) from None
-
-    return wrapper
+handles_errors = errors.handles_errors  # every command's one guard (cli/errors.py)
 
 
 def _version(value: bool) -> None:
@@ -76,7 +45,7 @@ def _root(
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
     ] = False,
 ) -> None:
-    _state["debug"] = debug
+    errors.state["debug"] = debug
 
 
 stdout = shared.stdout
@@ -92,6 +61,22 @@ PortOpt = Annotated[list[str] | None, typer.Option("-p", "--port", help="NAME=PO
 VolumeOpt = Annotated[list[str] | None, typer.Option("-v", "--volume", help="SOURCE:TARGET[:ro].")]
 EnvOpt = Annotated[list[str] | None, typer.Option("-e", "--env", help="KEY=VALUE (or KEY from here).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+class Progress(StrEnum):
+    """How long operations show their steps on stderr (--progress)."""
+
+    auto = "auto"
+    plain = "plain"
+    quiet = "quiet"
+
+
+ProgressOpt = Annotated[
+    Progress,
+    typer.Option(
+        "--progress", help="auto: a spinner on a terminal, plain lines otherwise; plain; quiet: nothing."
+    ),
+]
 ProfileArg = Annotated[str, typer.Argument(help="Profile name or path to a YAML file.")]
 NameArg = Annotated[str, typer.Argument(help="Box name (the profile's name).")]
 

@@ -20,6 +20,8 @@ from devbox.cli.app import (
     NameArg,
     PortOpt,
     ProfileArg,
+    Progress,
+    ProgressOpt,
     ShmOpt,
     VolumeOpt,
     app,
@@ -28,7 +30,7 @@ from devbox.cli.app import (
     stderr,
     stdout,
 )
-from devbox.errors import DevboxError, ExitCode
+from devbox.errors import InvalidInput, Origin, Problem
 
 
 @app.command()
@@ -48,10 +50,11 @@ def up(
         bool, typer.Option("--keep-failed", help="Keep a box that fails to start.")
     ] = False,
     json_output: JsonOpt = False,
+    progress: ProgressOpt = Progress.auto,
 ) -> None:
     """Start your box (creating it if needed), wait until it is ready, print how to reach it."""
     flags = overrides(image, gpus, shm_size, cpus, memory, port, volume, env)
-    shared.up(profile, flags, recreate, keep_failed, json_output)
+    shared.up(profile, flags, recreate, keep_failed, json_output, progress)
 
 
 @app.command("ls")
@@ -61,11 +64,12 @@ def ls(
     json_output: JsonOpt = False,
     owner: Annotated[str | None, typer.Option("--owner", help="Only this owner's boxes.")] = None,
     gpu: Annotated[str | None, typer.Option("--gpu", help="Only the box holding this GPU.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the box names, one a line.")] = False,
 ) -> None:
     """List your boxes (or everyone's with --all)."""
     from devbox.cli import fast
 
-    fast.ls(all_users, json_output, owner, gpu)
+    fast.ls(all_users, json_output, owner, gpu, quiet)
 
 
 @app.command()
@@ -73,15 +77,11 @@ def ls(
 def info(name: NameArg = "default", json_output: JsonOpt = False) -> None:
     """Show a box and how to reach it (credentials re-read from its log)."""
     from devbox import engine
-    from devbox.ops import lifecycle
+    from devbox.ops import boxes
 
-    settings = shared.caller()
-    shared.show(
-        lifecycle.info(
-            engine.connect(), settings.owner, name, shared.container(settings, name), settings.user_config_dir
-        ),
-        json_output,
-    )
+    eng = engine.connect()
+    result = boxes.info(eng, shared.caller(), name)
+    shared.show(result, json_output, eng.host)
 
 
 @app.command()
@@ -95,7 +95,6 @@ def down(
     """Stop and remove a box. Its named volumes are kept unless --purge."""
     from devbox import engine
     from devbox.ops import lifecycle
-    from devbox.ui import panels
 
     settings = shared.caller()
     eng = engine.connect()
@@ -105,19 +104,24 @@ def down(
         doomed = lifecycle.box_volumes(eng, settings.owner, name, container)
         if doomed and not yes:
             if not sys.stdin.isatty():
-                refusal = DevboxError(
+                # A missing flag: invalid input, and nothing was touched.
+                raise InvalidInput(
                     f"--purge would delete {', '.join(doomed)} and there is no terminal to confirm",
+                    [Problem(Origin("--purge"), "needs --yes without a terminal")],
                     "add --yes to delete them, or drop --purge to keep your data",
                 )
-                refusal.exit_code = ExitCode.INVALID  # a missing flag: nothing was touched
-                raise refusal
             stderr().print(f"This deletes the data in: [bold]{', '.join(doomed)}[/]")
-            if not typer.confirm("Delete these volumes for good?", default=False):
+            # On stderr, beside the list: stdout holds only the result (the JSON document).
+            if not typer.confirm("Delete these volumes for good?", default=False, err=True):
                 raise typer.Exit(1)
     result = lifecycle.down(eng, settings.owner, name, container, doomed, settings.user_config_dir)
     if json_output:
-        shared.print_json(panels.down_json(result))
+        from devbox.ui.to_json import down_json, print_json
+
+        print_json(down_json(result, name, settings.owner, eng.host))
     else:
+        from devbox.ui import panels
+
         panels.down_summary(stdout(), result, name)
 
 
@@ -128,39 +132,40 @@ def rebuild(
     pull: Annotated[bool, typer.Option("--pull", help="Pull the image again.")] = False,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Build without the layer cache.")] = False,
     json_output: JsonOpt = False,
+    progress: ProgressOpt = Progress.auto,
 ) -> None:
     """Re-read the profile, refresh the image, replace the container. Volumes are kept."""
     from devbox import engine
-    from devbox.ops import lifecycle, resolve
+    from devbox.ops import boxes, lifecycle, resolve
 
     settings = shared.caller()
     eng = engine.connect()
     # The box remembers which file it came from; fall back to looking the name up.
-    resolved = resolve.resolve(shared.box_profile(eng, settings, name) or name, settings)
-    with shared.reporter(json_output) as reporter:
+    resolved = resolve.resolve(boxes.box_profile(eng, settings, name) or name, settings)
+    with shared.reporter(json_output, progress) as reporter:
         result = lifecycle.rebuild(eng, resolved, reporter, pull=pull, no_cache=no_cache)
-    shared.show(result, json_output)
+    shared.show(result, json_output, eng.host)
 
 
 @app.command()
 @handles_errors
-def switch(profile: ProfileArg, json_output: JsonOpt = False) -> None:
+def switch(profile: ProfileArg, json_output: JsonOpt = False, progress: ProgressOpt = Progress.auto) -> None:
     """Stop your other running boxes (their data stays), then `up` this one."""
     from devbox import engine
     from devbox.ops import lifecycle
 
     resolved = shared.resolve(profile, shared.caller())
     eng = engine.connect()
-    with shared.reporter(json_output) as reporter:
+    with shared.reporter(json_output, progress) as reporter:
         stopped, result = lifecycle.switch(eng, resolved, reporter)
     if stopped and not json_output:
         stderr().print(f"stopped: {', '.join(stopped)} (start again with devbox up NAME)")
     if json_output:
-        from devbox.ui.plain import report_json
+        from devbox.ui.to_json import print_json, switch_json
 
-        shared.print_json({**report_json(result), "stopped": stopped})
+        print_json(switch_json(result, eng.host, stopped))
     else:
-        shared.show(result, json_output)
+        shared.show(result, json_output, eng.host)
 
 
 @app.command()
@@ -172,12 +177,10 @@ def logs(
 ) -> None:
     """Print a box's log."""
     from devbox import engine
+    from devbox.ops import boxes
 
-    settings = shared.caller()
     eng = engine.connect()
-    box = eng.find(shared.container(settings, name), settings.owner)
-    if box is None:
-        raise DevboxError(f"no box named '{name}'", "devbox ls shows your boxes")
+    box = boxes.find_own(eng, shared.caller(), name)
     out = sys.stdout.buffer
     try:
         for chunk in eng.stream_logs(
@@ -199,23 +202,13 @@ def exec_(
     if command and command[0] == "--":
         command = command[1:]  # with interspersed args off, click keeps the separator
     if not command:
-        raise DevboxError("no command given", f"devbox exec {name} -- CMD ARGS…")
+        raise InvalidInput("no command given", hint=f"devbox exec {name} -- CMD ARGS…")
     from devbox import engine
-    from devbox.box import spec
-    from devbox.engine.docker import decode
+    from devbox.ops import boxes
 
-    settings = shared.caller()
     eng = engine.connect()
-    info = eng.inspect_own(shared.container(settings, name), settings.owner)
-    if info is None:
-        raise DevboxError(f"no box named '{name}'", "devbox ls shows your boxes")
-    box = decode.from_inspect(info)
-    if not box.running:
-        raise DevboxError(f"box '{name}' is {box.status}", f"start it: devbox up {name}")
-    # A devbox-image box starts as root and runs as its user: exec as that user too, so what
-    # the command writes into /workspace is the caller's on the host, not root's.
-    env = dict(e.split("=", 1) for e in (info.get("Config") or {}).get("Env") or [] if "=" in e)
-    user = spec.protocol_user(env) or ""
+    target = boxes.exec_target(eng, shared.caller(), name)
+    box, user = target.box, target.user
     docker_cli = shutil.which("docker")
     if docker_cli:
         # The docker CLI gives a real terminal (-t) and stdin; it honours DOCKER_HOST like we do.

@@ -1,8 +1,38 @@
-"""The full typer app: importing the command modules registers them."""
+"""The full typer app: importing the command modules registers them.
+
+Each command's summary (the first line of its help) comes from fast.COMMANDS, which the
+typer-free `devbox --help` prints too, and its --help ends with its examples (examples.py):
+one place for each text. A unit test keeps the docstrings' first lines equal to them.
+"""
 
 from __future__ import annotations
 
-from devbox.cli import admin_cmds, box_cmds, profile_cmds, ssh_cmds
+from devbox.cli import admin_cmds, box_cmds, examples, fast, meta_cmds, profile_cmds, ssh_cmds
 from devbox.cli.app import app
 
-__all__ = ["admin_cmds", "app", "box_cmds", "profile_cmds", "ssh_cmds"]
+__all__ = ["admin_cmds", "app", "box_cmds", "meta_cmds", "profile_cmds", "ssh_cmds"]
+
+
+def _name(info: object) -> str:
+    """The name a typer CommandInfo registers under (typer derives it like this)."""
+    name = getattr(info, "name", None)
+    callback = getattr(info, "callback", None)
+    return str(name or getattr(callback, "__name__", "").replace("_", "-"))
+
+
+def _texts() -> None:
+    summaries = dict(fast.COMMANDS)
+    app.info.epilog = examples.epilog("")
+    for command in app.registered_commands:
+        name = _name(command)
+        command.help = summaries[name]
+        command.epilog = examples.epilog(name)
+    for group in app.registered_groups:
+        name = str(group.name)
+        group.help = summaries[name]
+        group.epilog = examples.epilog(name)
+        for sub in group.typer_instance.registered_commands if group.typer_instance else []:
+            sub.epilog = examples.epilog(f"{name} {_name(sub)}")
+
+
+_texts()

@@ -7,10 +7,8 @@ only. A unit test keeps HELP in step with the commands typer registers.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-from collections.abc import Callable
 from typing import Any
 
 from devbox import __version__
@@ -43,47 +41,63 @@ COMMANDS = [
     ("policy", "Show the lab policy in force, or check a policy file."),
     ("render", "Dry run: check a profile like `up` does, then print the `docker run` it implies."),
     ("profiles", "List the profiles devbox can find, or check profile files."),
+    ("version", "Print the versions of devbox, Python and the engine (if it answers within 2 s)."),
+    (
+        "completion",
+        "Print the shell completion script for bash, zsh or fish (commands, options, profiles, boxes).",
+    ),
+    (
+        "help",
+        "Show a guide (cli, profiles, policy, gpus, image) or a command's help; alone, list the guides.",
+    ),
 ]
 OPTIONS = [
     ("--debug", "Show tracebacks for errors."),
     ("--version", "Print the version."),
     ("-h, --help", "Show this message and exit."),
 ]
-_LS_FLAGS = {"--all", "-a", "--json"}
+_LS_FLAGS = {"--all", "-a", "--json", "--quiet", "-q"}
 
 
 def help_text() -> str:
     """The top-level help."""
+    from devbox.cli import examples
+
     width = max(len(name) for name, _ in COMMANDS + OPTIONS) + 2
     lines = ["Usage: devbox [OPTIONS] COMMAND [ARGS]...", "", f"  {SUMMARY}", "", "Commands:"]
     lines += [f"  {name:<{width}}{text}" for name, text in COMMANDS]
     lines += ["", "Options:"]
     lines += [f"  {name:<{width}}{text}" for name, text in OPTIONS]
-    lines += ["", "Run `devbox COMMAND --help` for a command's options. Docs: docs/cli.md"]
+    lines += ["", *examples.lines("")]
+    lines += ["", "Run `devbox COMMAND --help` for a command's options, `devbox help` for the guides."]
     return "\n".join(lines)
 
 
-def ls(all_users: bool, json_output: bool, owner: str | None = None, gpu: str | None = None) -> None:
-    """`devbox ls`: one engine call, a plain table or JSON; --owner/--gpu filter everyone's."""
+def ls(
+    all_users: bool, json_output: bool, owner: str | None = None, gpu: str | None = None, quiet: bool = False
+) -> None:
+    """`devbox ls`: one engine call, a plain table, names (-q) or JSON; --owner/--gpu filter everyone's."""
     from devbox import engine, settings
-    from devbox.ui import plain
+    from devbox.ops import boxes
+    from devbox.ui import plain, term
 
-    if owner or gpu:
-        all_users = True
-    selector = owner or (None if all_users else settings.from_environment().owner)
-    found = sorted(engine.connect().list_boxes(selector), key=lambda b: (b.owner, b.name))
-    if gpu is not None:
-        found = [b for b in found if gpu in b.gpus]
+    eng = engine.connect()
+    listed = boxes.listing(eng, all_users, owner, gpu, lambda: settings.from_environment().owner)
+    found, all_users = listed.boxes, listed.everyone
     if json_output:
-        print(json.dumps([plain.box_json(b) for b in found], indent=2))
+        from devbox.ui.to_json import ls_box_json, print_json
+
+        print_json([ls_box_json(b, eng.host) for b in found])
+    elif quiet:
+        sys.stdout.write("".join(f"{b.name}\n" for b in found))
     elif found:
-        print(plain.table(plain.box_rows(found, all_users), bold_header=sys.stdout.isatty()))
+        print(plain.table(plain.box_rows(found, all_users), bold_header=term.styled(sys.stdout)))
     else:
         print(plain.empty_message(all_users))
 
 
-def _ls_args(argv: list[str]) -> tuple[bool, bool, str | None, str | None] | None:
-    """(all, json, owner, gpu) for a plain `ls` command line; None for anything else."""
+def _ls_args(argv: list[str]) -> tuple[bool, bool, str | None, str | None, bool] | None:
+    """(all, json, owner, gpu, quiet) for a plain `ls` command line; None for anything else."""
     if argv[:1] != ["ls"]:
         return None
     flags: set[str] = set()
@@ -102,7 +116,13 @@ def _ls_args(argv: list[str]) -> tuple[bool, bool, str | None, str | None] | Non
             flags.add(arg)
         else:
             return None  # help, typos: typer explains
-    return ("--all" in flags or "-a" in flags, "--json" in flags, values.get("--owner"), values.get("--gpu"))
+    return (
+        "--all" in flags or "-a" in flags,
+        "--json" in flags,
+        values.get("--owner"),
+        values.get("--gpu"),
+        "--quiet" in flags or "-q" in flags,
+    )
 
 
 # `devbox up`'s options, read without typer (~35 ms): it is the command people wait on, and
@@ -113,6 +133,7 @@ UP_VALUES = {
     "--shm-size": "shm_size",
     "--cpus": "cpus",
     "--memory": "memory",
+    "--progress": "progress",
 }
 UP_LISTS = {"-p": "port", "--port": "port", "-v": "volume", "--volume": "volume", "-e": "env", "--env": "env"}
 UP_FLAGS = {"--recreate": "recreate", "--keep-failed": "keep_failed", "--json": "json_output"}
@@ -133,6 +154,8 @@ def _up_args(argv: list[str]) -> dict[str, Any] | None:
                 if not rest:
                     return None
                 value = rest.pop(0)
+            if name == "--progress" and value not in ("auto", "plain", "quiet"):
+                return None  # typer names the choices (a unit test keeps these equal)
             if name in UP_VALUES:
                 values[UP_VALUES[name]] = value
             else:
@@ -155,7 +178,12 @@ def _up_args(argv: list[str]) -> dict[str, Any] | None:
         values["volume"],
         values["env"],
     )
-    return {"profile": values["profile"] or "default", "flags": overrides, **flags}
+    return {
+        "profile": values["profile"] or "default",
+        "flags": overrides,
+        "progress": values.get("progress", "auto"),
+        **flags,
+    }
 
 
 def run(argv: list[str]) -> int | None:
@@ -166,37 +194,23 @@ def run(argv: list[str]) -> int | None:
     if argv == ["--version"]:
         print(f"devbox {__version__}")
         return 0
+    if argv[0] in ("version", "completion", "help", "__complete"):
+        from devbox.cli import meta
+
+        return meta.run(argv)
+    from devbox.cli import errors
+
     parsed = _ls_args(argv)
     if parsed is not None:
-        return _guarded(lambda: ls(*parsed))
+        return errors.guarded(lambda: ls(*parsed), json_output=parsed[1])
     up_args = _up_args(argv)
     if up_args is not None:
         from devbox.cli import shared
 
-        code = _guarded(lambda: shared.up(**up_args))
+        code = errors.guarded(lambda: shared.up(**up_args), json_output=up_args["json_output"])
         # Skip interpreter teardown (a few hundred modules, the log reader thread): ~20 ms of a
         # command timed against `docker run`. Everything devbox writes is flushed here.
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
     return None
-
-
-def _guarded(action: Callable[[], None]) -> int:
-    """Run a fast command with the same error handling as the typer app."""
-    from devbox.errors import DevboxError, ExitCode, unexpected
-
-    try:
-        action()
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return int(ExitCode.INTERRUPTED)
-    except Exception as exc:
-        from rich.console import Console
-
-        from devbox.ui import console
-
-        error = exc if isinstance(exc, DevboxError) else unexpected(exc)
-        console.error(Console(stderr=True, emoji=False), error)
-        return int(error.exit_code)
-    return 0

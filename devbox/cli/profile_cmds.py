@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -25,7 +25,10 @@ from devbox.cli.app import (
     stderr,
     stdout,
 )
-from devbox.errors import ExitCode
+from devbox.errors import ExitCode, InvalidInput, Origin, Problem
+
+if TYPE_CHECKING:
+    from devbox.ops.profiles import ProfileStatus
 
 profiles_app = typer.Typer(help="List the profiles devbox can find, or check profile files.")
 app.add_typer(profiles_app, name="profiles")
@@ -53,12 +56,13 @@ def render(
     port: PortOpt = None,
     volume: VolumeOpt = None,
     env: EnvOpt = None,
+    json_output: JsonOpt = False,
 ) -> None:
     """Dry run: check a profile like `up` does, then print the `docker run` it implies."""
-    from devbox import settings
-    from devbox.engine.docker import argv
+    import shlex
+
+    from devbox import engine, settings
     from devbox.ops import resolve
-    from devbox.ui import console
 
     flags = overrides(image, gpus, shm_size, cpus, memory, port, volume, env)
     resolved = resolve.resolve(profile, settings.from_environment(), flags, probe=_image_labels)
@@ -69,13 +73,28 @@ def render(
             style="dim",
             soft_wrap=True,
         )
-    if format is RenderFormat.json:
-        console.print_json(stdout(), argv.to_json(resolved.spec))
+    commands = engine.run_commands(resolved.spec)
+    if json_output or format is RenderFormat.json:
+        from devbox.ui import to_json
+
+        to_json.print_json(to_json.render_json(resolved.spec, _engine_host(), commands))
         return
-    build = argv.docker_build_argv(resolved.spec)
-    if build:
-        print(argv.shell_command(build))
-    print(argv.shell_command(argv.docker_run_argv(resolved.spec)))
+    if commands.build:
+        print(shlex.join(commands.build))
+    print(shlex.join(commands.run))
+
+
+def _engine_host() -> str:
+    """The engine `up` would use (DOCKER_HOST or the local socket); nothing is sent."""
+    import os
+
+    from devbox import engine
+    from devbox.errors import DevboxError
+
+    try:
+        return engine.connect(timeout=3).host
+    except DevboxError:
+        return os.environ.get("DOCKER_HOST", "")
 
 
 def _image_labels(image: str) -> dict[str, str] | None:
@@ -97,12 +116,13 @@ def profiles_list(ctx: typer.Context, json_output: JsonOpt = False) -> None:
         return
     from devbox import settings
     from devbox.ops import profiles
-    from devbox.ui import console
     from devbox.ui import profiles as profile_view
 
     statuses = profiles.list_profiles(settings.from_environment())
     if json_output:
-        console.print_json(stdout(), profile_view.statuses_json(statuses))
+        from devbox.ui import to_json
+
+        to_json.print_json(to_json.statuses_json(statuses))
     else:
         profile_view.profiles_table(stdout(), statuses)
 
@@ -116,13 +136,26 @@ def profiles_check(
     """Validate profile files against the schema and the lab policy; exit 2 if any is invalid."""
     from devbox import settings
     from devbox.ops import profiles
-    from devbox.ui import console
     from devbox.ui import profiles as profile_view
 
     statuses = profiles.check_profiles(files, settings.from_environment())
+    invalid = [s for s in statuses if not s.valid]
     if json_output:
-        console.print_json(stdout(), profile_view.statuses_json(statuses))
-    else:
-        profile_view.profile_checks(stdout(), statuses)
-    if not all(s.valid for s in statuses):
+        if invalid:
+            raise _invalid(invalid, len(statuses))  # under --json: the one error object
+        from devbox.ui import to_json
+
+        to_json.print_json(to_json.statuses_json(statuses))
+        return
+    profile_view.profile_checks(stdout(), statuses)
+    if invalid:
         raise typer.Exit(ExitCode.INVALID)
+
+
+def _invalid(invalid: list[ProfileStatus], checked: int) -> InvalidInput:
+    """One error for every invalid file: each problem names its file (a file without located
+    problems, e.g. one that is missing, gets one naming it)."""
+    problems = [p for s in invalid for p in s.problems]
+    problems += [Problem(Origin(s.path), s.message) for s in invalid if not s.problems]
+    names = ", ".join(Path(s.path).name for s in invalid)
+    return InvalidInput(f"{len(invalid)} of {checked} profile files invalid: {names}", problems)

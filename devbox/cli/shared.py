@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import TYPE_CHECKING
 
@@ -11,7 +10,6 @@ if TYPE_CHECKING:
 
     from devbox.access.reports import BoxReport
     from devbox.box.resolved import Resolved
-    from devbox.engine.docker.engine import DockerEngine as Engine
     from devbox.ops.reporter import QuietReporter
     from devbox.profile.flags import Overrides
     from devbox.settings import Settings
@@ -20,42 +18,52 @@ if TYPE_CHECKING:
 
 def stdout() -> Console:
     """The console for results (rich is imported only when something is printed)."""
-    from rich.console import Console
-
-    return Console(emoji=False)
+    return _console(stderr=False)
 
 
 def stderr() -> Console:
     """The console for progress, warnings and errors."""
+    return _console(stderr=True)
+
+
+def _console(stderr: bool) -> Console:
+    """A rich console that writes no escape sequence under NO_COLOR or TERM=dumb."""
     from rich.console import Console
 
-    return Console(stderr=True, emoji=False)
+    from devbox.ui import term
+
+    # rich alone drops colours for NO_COLOR but still writes bold; no colour system writes no styles.
+    return Console(stderr=stderr, emoji=False, color_system=None if term.no_color() else "auto")
 
 
-def print_json(data: object) -> None:
-    """Exactly one JSON document on stdout."""
-    print(json.dumps(data, indent=2, default=str))
+def reporter(json_output: bool, progress: str = "auto") -> RichReporter | QuietReporter:
+    """Progress on stderr as --progress asks: auto, plain or quiet.
+
+    auto: a spinner on a terminal (not TERM=dumb); elsewhere one plain line per step, or
+    nothing with --json. plain: those lines even on a terminal. quiet: nothing.
+    """
+    from devbox.ui import term
+
+    if progress == "auto" and term.animated(sys.stderr):
+        from devbox.ui.progress import RichReporter
+
+        return RichReporter(stderr())
+    # A spinner shows nothing in a log; skipping it also skips importing rich.progress.
+    from devbox.ops.reporter import QuietReporter
+
+    if progress == "quiet" or (progress == "auto" and json_output):
+        return QuietReporter()
+    from devbox.ui.steps import PlainReporter
+
+    return PlainReporter()
 
 
-def reporter(json_output: bool) -> RichReporter | QuietReporter:
-    """Progress on stderr; with --json only where a person watches it (rich costs ~50 ms)."""
-    if not sys.stderr.isatty():
-        # A spinner shows nothing in a log; skipping it also skips importing rich.progress.
-        from devbox.ops.reporter import QuietReporter
-        from devbox.ui.steps import PlainReporter
-
-        return QuietReporter() if json_output else PlainReporter()
-    from devbox.ui.progress import RichReporter
-
-    return RichReporter(stderr())
-
-
-def show(result: BoxReport, json_output: bool) -> None:
-    """A box report as the panel, or as the one JSON object."""
+def show(result: BoxReport, json_output: bool, host: str) -> None:
+    """A box report (of a box on engine `host`) as the panel, or as the one JSON object."""
     if json_output:
-        from devbox.ui.plain import report_json
+        from devbox.ui.to_json import print_json, report_json
 
-        print_json(report_json(result))
+        print_json(report_json(result, host))
     else:
         from devbox.ui import panels
 
@@ -83,14 +91,14 @@ def resolve(profile: str, settings: Settings, flags: Overrides | None = None) ->
     """
     from devbox import engine
     from devbox.errors import DevboxError
-    from devbox.ops import resolve
+    from devbox.ops import boxes, resolve
     from devbox.profile.loader import ProfileNotFound
 
     try:
         return resolve.resolve(profile, settings, flags)
     except ProfileNotFound:
         try:
-            remembered = box_profile(engine.connect(), settings, profile)
+            remembered = boxes.box_profile(engine.connect(), settings, profile)
         except DevboxError:
             remembered = None  # no engine, or not yours: the profile error says more
         if remembered is None:
@@ -98,21 +106,20 @@ def resolve(profile: str, settings: Settings, flags: Overrides | None = None) ->
         return resolve.resolve(remembered, settings, flags)
 
 
-def box_profile(eng: Engine, settings: Settings, name: str) -> str | None:
-    """The profile file the caller's box `name` was made from, if the box and file still exist."""
-    from pathlib import Path
-
-    box = eng.find(container(settings, name), settings.owner)
-    return box.profile if box and Path(box.profile).is_file() else None
-
-
-def up(profile: str, flags: Overrides, recreate: bool, keep_failed: bool, json_output: bool) -> None:
+def up(
+    profile: str,
+    flags: Overrides,
+    recreate: bool,
+    keep_failed: bool,
+    json_output: bool,
+    progress: str = "auto",
+) -> None:
     """`devbox up`, whichever parser read the command line."""
     from devbox import engine
     from devbox.ops import lifecycle
 
     resolved = resolve(profile, caller(), flags)
     eng = engine.connect()
-    with reporter(json_output) as progress:
-        result = lifecycle.up(eng, resolved, progress, recreate=recreate, keep_failed=keep_failed)
-    show(result, json_output)
+    with reporter(json_output, progress) as steps:
+        result = lifecycle.up(eng, resolved, steps, recreate=recreate, keep_failed=keep_failed)
+    show(result, json_output, eng.host)

@@ -6,25 +6,12 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
-from devbox.cli.app import NameArg, app, handles_errors, stdout
+from devbox.cli.app import JsonOpt, NameArg, app, handles_errors, stdout
 from devbox.errors import DevboxError
-
-if TYPE_CHECKING:
-    from devbox.access.sshaccess import SshTarget
-    from devbox.box.state import Box
-    from devbox.engine.docker.engine import DockerEngine as Engine
-    from devbox.settings import Settings
-
-
-def _target(engine: Engine, box: Box, settings: Settings) -> SshTarget | None:
-    from devbox.access import credentials, reports
-
-    found = credentials.scan(engine.log_lines(box.id, since=box.started_at, tty=box.tty)).ssh
-    return reports.ssh_target(box, found.user if found and found.user else "root", settings.user_config_dir)
 
 
 def _live_host_keys(host: str, port: int) -> set[str] | None:
@@ -64,24 +51,14 @@ def ssh(
     """Log into a box over SSH, checking the host key devbox recorded when it made the box."""
     from devbox import engine, settings
     from devbox.access import sshkeys
-    from devbox.box import spec
+    from devbox.ops import boxes
 
     if _separator_came_first(name):
         # `devbox ssh -- CMD`: click hands the first word of CMD to NAME; give it back.
         command, name = [name, *(command or [])], "default"
 
     caller = settings.from_environment()
-    eng = engine.connect()
-    box = eng.find(spec.container_name(caller.owner, name), caller.owner)
-    if box is None:
-        raise DevboxError(f"no box named '{name}'", "devbox ls shows your boxes")
-    if not box.running:
-        raise DevboxError(f"box '{name}' is {box.status}", f"start it: devbox up {name}")
-    target = _target(eng, box, caller)
-    if target is None:
-        raise DevboxError(
-            f"box '{name}' has no ssh port", "add ports: {ssh: 22} to its profile and rebuild it"
-        )
+    target = boxes.ssh_login(engine.connect(), caller, name)
     recorded = sshkeys.recorded_host_key(caller.user_config_dir, target.alias)
     live = _live_host_keys(target.host, target.port)
     if recorded and live is not None and recorded not in live:
@@ -103,24 +80,29 @@ def ssh_config(
     write: Annotated[
         bool, typer.Option("--write", help="Write them to an include file referenced from ~/.ssh/config.")
     ] = False,
+    json_output: JsonOpt = False,
 ) -> None:
     """Print `Host devbox-NAME` entries for your boxes (for VS Code Remote-SSH), or --write them."""
     from devbox import engine, settings
     from devbox.access import sshaccess
+    from devbox.ops import boxes
+    from devbox.ui import to_json
 
     caller = settings.from_environment()
     eng = engine.connect()
     blocks = []
-    for box in sorted(eng.list_boxes(caller.owner), key=lambda b: b.name):
-        if box.running:
-            full = eng.find(box.container, caller.owner)
-            target = _target(eng, full, caller) if full else None
-            if target:
-                blocks.append(target.config_block(box.name))
-    if not write:
-        print("\n".join(blocks), end="")
-        return
+    entries = []
+    for box, target in boxes.ssh_targets(eng, caller):
+        blocks.append(target.config_block(box.name))
+        entries.append(to_json.ssh_entry_json(box, eng.host, target))
     include = caller.user_config_dir / "ssh_config"
     ssh_config_path = Path(caller.home) / ".ssh" / "config"
-    sshaccess.write_config(ssh_config_path, include, blocks)
-    stdout().print(f"{len(blocks)} box(es) in {include}, included from {ssh_config_path}", soft_wrap=True)
+    if write:
+        sshaccess.write_config(ssh_config_path, include, blocks)
+    if json_output:
+        written = (str(include), str(ssh_config_path)) if write else (None, None)
+        to_json.print_json(to_json.ssh_config_json(entries, *written))
+    elif not write:
+        print("\n".join(blocks), end="")
+    else:
+        stdout().print(f"{len(blocks)} box(es) in {include}, included from {ssh_config_path}", soft_wrap=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from devbox.errors import DevboxError, Problem
 from devbox.ops.resolve import resolve
-from devbox.profile import loader
+from devbox.profile import files, loader
 from devbox.settings import Settings
 
 
@@ -49,7 +49,7 @@ def check_profiles(paths: list[Path], settings: Settings) -> list[ProfileStatus]
     result = []
     for path in paths:
         absolute = path if path.is_absolute() else settings.cwd / path
-        if not absolute.is_file():
+        if not files.is_file(str(absolute)):  # never raises: a 300-byte name is "no file" too
             result.append(ProfileStatus(path.name, str(path), "path", False, message=f"no file {path}"))
             continue
         ref = loader.ProfileRef(absolute.stem, absolute.resolve(), "path")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from devbox.engine.base import PullEvent
 
 
 class Reporter(Protocol):
@@ -14,8 +17,8 @@ class Reporter(Protocol):
     def log_line(self, line: str) -> None:
         """The box printed a line while devbox waits for it."""
 
-    def pull_event(self, event: dict[str, Any]) -> None:
-        """A progress event of an image pull."""
+    def pull_event(self, event: PullEvent) -> None:
+        """A step of an image pull (a layer's status, bytes where a bar moves)."""
 
     def build_line(self, line: str) -> None:
         """A line of `docker build` output."""
@@ -36,7 +39,7 @@ class QuietReporter:
     def log_line(self, line: str) -> None:
         """Ignored."""
 
-    def pull_event(self, event: dict[str, Any]) -> None:
+    def pull_event(self, event: PullEvent) -> None:
         """Ignored."""
 
     def build_line(self, line: str) -> None:

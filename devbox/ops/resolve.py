@@ -1,4 +1,4 @@
-"""The verbs: each takes settings and plain arguments, returns a result dataclass, prints nothing."""
+"""Every check `up` applies before touching the engine: profile, flags, policy, then the container spec."""
 
 from __future__ import annotations
 

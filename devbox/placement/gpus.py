@@ -1,105 +1,116 @@
-"""GPUs as a reserved resource: the inventory, who holds what, and allocation.
+"""GPUs as a reserved resource: who holds what, what is busy outside devbox, and allocation.
 
-Pure core (parse, holdings, allocate, conflicts) plus `inventory()`, which reads
-DEVBOX_GPU_INVENTORY or runs nvidia-smi. Who holds a GPU is read from the engine's labels
-(devbox.gpus on boxes that are created, running, restarting or paused), never from a local
-file that could drift. docs/gpus.md explains the create-then-verify protocol that keeps
-concurrent `devbox up`s from sharing a GPU.
+Pure core (holdings, outside use, allocate, conflicts) plus `inventory()`, which reads
+DEVBOX_GPU_INVENTORY or runs nvidia-smi (inventory.py). Who holds a GPU is read from the
+engine's labels (devbox.gpus on boxes that are created, running, restarting or paused), never
+from a local file that could drift. docs/gpus.md explains the create-then-verify protocol that
+keeps concurrent `devbox up`s from sharing a GPU.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 from devbox.box.state import Box
-from devbox.errors import DevboxError
+from devbox.errors import NoCapacity, Refused
+from devbox.placement import inventory as host
+from devbox.placement.inventory import Gpu
 from devbox.profile.model import GpuRequest
 
-SMI_QUERY = "index,uuid,name,memory.total,memory.used,utilization.gpu"
 # States in which a box keeps its GPUs: a created box is about to start, a paused one resumes.
 HOLDING_STATES = ("created", "running", "restarting", "paused")
 
 
+class NoFreeGpu(NoCapacity):
+    """The GPUs asked for are held by other boxes (or do not exist): kind no-capacity."""
+
+
+class NoGpuInventory(Refused):
+    """GPUs were asked for on a host whose GPUs devbox cannot see: it hands out none unchecked."""
+
+
 @dataclass(frozen=True)
-class Gpu:
-    """One GPU of the host (memory in MiB, utilisation in %)."""
+class Busy:
+    """A GPU in use by something that is no devbox box: its compute processes, memory used."""
 
-    index: str
-    uuid: str
-    name: str
-    memory_total: int
-    memory_used: int
-    utilization: int
-    declared: bool = False
+    processes: int
+    memory_used: int | None  # MiB, as nvidia-smi reports for the whole GPU
 
-
-class NoFreeGpu(DevboxError):
-    """The GPUs asked for are held by other boxes (or do not exist)."""
-
-
-def _int(text: str) -> int:
-    try:
-        return int(float(text.strip()))
-    except ValueError:
-        return 0  # nvidia-smi prints "[N/A]" on some boards
-
-
-def parse_smi_csv(text: str, declared: bool = False) -> list[Gpu]:
-    """Rows of `nvidia-smi --query-gpu=index,uuid,name,memory.total,memory.used,utilization.gpu
-    --format=csv,noheader,nounits`."""
-    import csv  # here, not at the top: most boxes ask for no GPU, and `up` is timed
-
-    gpus = []
-    for row in csv.reader(text.splitlines()):
-        if len(row) < 6 or not row[0].strip().isdecimal():
-            continue
-        index, uuid, name = (c.strip() for c in row[:3])
-        gpus.append(Gpu(index, uuid, name, _int(row[3]), _int(row[4]), _int(row[5]), declared))
-    return gpus
-
-
-def declared_inventory(value: str) -> list[Gpu]:
-    """DEVBOX_GPU_INVENTORY: a count ("8") or the path of a CSV in nvidia-smi's format."""
-    if value.strip().isdecimal():
-        return [Gpu(str(i), f"GPU-declared-{i}", "declared GPU", 0, 0, 0, True) for i in range(int(value))]
-    path = Path(value)
-    if not path.is_file():
-        raise DevboxError(
-            f"DEVBOX_GPU_INVENTORY={value} is neither a count nor a file",
-            "set it to a number of GPUs (8) or an nvidia-smi CSV file",
-        )
-    gpus = parse_smi_csv(path.read_text(), declared=True)
-    if not gpus:
-        # Silently meaning "no GPUs" would refuse every GPU box with a misleading message.
-        raise DevboxError(
-            f"DEVBOX_GPU_INVENTORY={value} lists no GPU",
-            "each line: index, uuid, name, memory.total, memory.used, utilization.gpu "
-            "(nvidia-smi --query-gpu=... --format=csv,noheader,nounits)",
-        )
-    return gpus
+    def describe(self) -> str:
+        """ "20990 MiB used, 1 process"."""
+        memory = f"{self.memory_used} MiB used" if self.memory_used is not None else "memory n/a"
+        return f"{memory}, {self.processes} process{'' if self.processes == 1 else 'es'}"
 
 
 def inventory(environ: Mapping[str, str]) -> list[Gpu] | None:
     """The host's GPUs: declared, else from nvidia-smi; None when neither is available."""
-    declared = environ.get("DEVBOX_GPU_INVENTORY")
-    if declared:
-        return declared_inventory(declared)
-    import shutil
-    import subprocess
+    return host.read(environ).gpus
 
-    smi = shutil.which("nvidia-smi")
-    if not smi:
-        return None
-    result = subprocess.run(
-        [smi, f"--query-gpu={SMI_QUERY}", "--format=csv,noheader,nounits"],
-        capture_output=True,
-        text=True,
-        timeout=20,
-        check=False,
-    )
-    return parse_smi_csv(result.stdout) if result.returncode == 0 else None
+
+def require_inventory(environ: Mapping[str, str]) -> list[Gpu]:
+    """The host's GPUs for a box that asks for some; refused when devbox cannot see them.
+
+    Fail closed: a request sent unchecked would skip the holders and hand out GPUs others hold.
+    """
+    reading = host.read(environ)
+    if reading.gpus is None:
+        raise NoGpuInventory(
+            f"devbox cannot see this host's GPUs ({reading.why_not}), so it hands none out",
+            "install the NVIDIA driver so that nvidia-smi works, or declare the GPUs "
+            "(DEVBOX_GPU_INVENTORY=8); or start the box without GPUs: --gpus none",
+        )
+    return reading.gpus
+
+
+def outside_use(
+    gpus: list[Gpu],
+    apps: list[host.ComputeApp],
+    box_ids: set[str],
+    held: Mapping[str, Box],
+    busy_memory_mib: int,
+) -> dict[str, Busy]:
+    """GPU index → its use by anything but devbox boxes.
+
+    Busy: compute processes whose cgroup names no box's container, or, on a GPU no box holds,
+    more memory used than `busy_memory_mib` beyond what boxes' own processes account for
+    (a process in another PID namespace is not always listed). Declared GPUs are bookkeeping:
+    never busy.
+    """
+    by_uuid = {g.uuid: g for g in gpus if not g.declared}
+    outside: dict[str, int] = {}
+    ours: dict[str, int] = {}
+    for app in apps:
+        gpu = by_uuid.get(app.gpu_uuid)
+        if gpu is None:
+            continue
+        if app.container is not None and app.container in box_ids:
+            ours[gpu.index] = ours.get(gpu.index, 0) + (app.memory or 0)
+        else:
+            outside[gpu.index] = outside.get(gpu.index, 0) + 1
+    busy = {}
+    for gpu in by_uuid.values():
+        processes = outside.get(gpu.index, 0)
+        used = gpu.memory_used
+        unexplained = used is not None and used - ours.get(gpu.index, 0) > busy_memory_mib
+        if processes or (gpu.index not in held and unexplained):
+            busy[gpu.index] = Busy(processes, used)
+    return busy
+
+
+def busy_text(busy: Mapping[str, Busy]) -> str:
+    """ "GPU 0 (20990 MiB used, 1 process); GPU 3 (...)"."""
+    return "; ".join(f"GPU {i} ({b.describe()})" for i, b in sorted(busy.items(), key=lambda x: int(x[0])))
+
+
+def busy_warnings(ids: tuple[str, ...], busy: Mapping[str, Busy]) -> list[str]:
+    """A warning for each GPU given to a box although something outside devbox uses it."""
+    return [
+        f"GPU {i} is busy outside devbox ({busy[i].describe()}): the box shares it with "
+        "processes devbox did not start"
+        for i in ids
+        if i in busy
+    ]
 
 
 def held_ids(box: Box) -> tuple[str, ...]:
@@ -134,19 +145,29 @@ def holders_text(held: dict[str, Box]) -> str:
     return "; ".join(f"GPU {','.join(ids)}: {who}" for who, ids in by_box.items())
 
 
-def allocate(request: GpuRequest, gpus: list[Gpu], held: dict[str, Box]) -> tuple[str, ...]:
-    """The GPU indices to give a box; raises NoFreeGpu naming the holders."""
+def allocate(
+    request: GpuRequest, gpus: list[Gpu], held: dict[str, Box], busy: Mapping[str, Busy] | None = None
+) -> tuple[str, ...]:
+    """The GPU indices to give a box; raises NoFreeGpu naming the holders.
+
+    A count never takes a GPU that is `busy` outside devbox; named GPUs and `all` may (the
+    caller warns: busy_warnings), as the user asked for those very GPUs.
+    """
+    busy = busy or {}
     by_key = {g.index: g for g in gpus} | {g.uuid: g for g in gpus}
-    free = [g for g in gpus if g.index not in held]
+    unheld = [g for g in gpus if g.index not in held]
+    free = [g for g in unheld if g.index not in busy]
     if request.kind == "count":
         if len(free) < request.count:
+            reasons = [f"held: {holders_text(held)}"] if held else []
+            reasons += [f"busy outside devbox: {busy_text(busy)}"] if busy else []
             raise NoFreeGpu(
                 f"no free GPU: asked for {request.count}, {len(free)} of {len(gpus)} free",
-                f"held: {holders_text(held)}" if held else "this host has fewer GPUs than that",
+                "; ".join(reasons) or "this host has fewer GPUs than that",
             )
         # Least used first: an idle GPU beats one another process is already loading.
-        chosen = sorted(free, key=lambda g: (g.memory_used, g.utilization, int(g.index)))[: request.count]
-        return tuple(sorted((g.index for g in chosen), key=int))
+        chosen = sorted(free, key=lambda g: (g.memory_used or 0, g.utilization or 0, int(g.index)))
+        return tuple(sorted((g.index for g in chosen[: request.count]), key=int))
     if request.kind == "devices":
         unknown = [d for d in request.devices if d not in by_key]
         if unknown:

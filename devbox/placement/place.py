@@ -17,8 +17,9 @@ from devbox import hostlock
 from devbox.box import labels, spec
 from devbox.box.resolved import Resolved
 from devbox.box.state import Box
-from devbox.engine.docker.engine import DockerEngine as Engine
-from devbox.placement import gpus, usage
+from devbox.engine.base import Engine
+from devbox.placement import cuda, gpus, usage
+from devbox.placement import inventory as host
 from devbox.placement.gpus import NoFreeGpu
 from devbox.policy.rules import Limits
 from devbox.profile.model import GpuRequest
@@ -26,7 +27,7 @@ from devbox.profile.model import GpuRequest
 ATTEMPTS = 8
 
 
-def _asked_gpus(request: GpuRequest, inventory: list[gpus.Gpu] | None) -> int:
+def _asked_gpus(request: GpuRequest, inventory: list[host.Gpu] | None) -> int:
     if request.kind == "count":
         return request.count
     if request.kind == "devices":
@@ -37,27 +38,48 @@ def _asked_gpus(request: GpuRequest, inventory: list[gpus.Gpu] | None) -> int:
 
 
 def create(
-    engine: Engine, resolved: Resolved, env: dict[str, str], extra_labels: dict[str, str]
+    engine: Engine,
+    resolved: Resolved,
+    env: dict[str, str],
+    extra_labels: dict[str, str],
+    notes: list[str] | None = None,
 ) -> tuple[str, spec.ContainerSpec]:
-    """Create (not start) the box; returns its id and the spec with the GPUs it got."""
+    """Create (not start) the box; returns its id and the spec with the GPUs it got.
+
+    `notes` gets a warning for each GPU given although something outside devbox uses it.
+    """
     wanted = resolved.spec
     inventory, limited = _constraints(resolved)
+    if wanted.gpus.kind == "none":
+        # nvidia/cuda images set ENV NVIDIA_VISIBLE_DEVICES=all: where the engine's default
+        # runtime is nvidia, that would hand a box that asked for no GPU every GPU.
+        env = {**env, "NVIDIA_VISIBLE_DEVICES": "void"}
+    elif inventory and not inventory[0].declared:  # declared GPUs have no driver to match
+        _check_cuda(engine, resolved, env)
+    # Read before the lock: nvidia-smi takes a while on a busy host, and the lock is shared.
+    apps = host.compute_apps(resolved.settings.environ) if inventory and not inventory[0].declared else []
     if not limited and not inventory:
-        # No sums to keep and no inventory to reserve from: the engine attaches what the
-        # request says (or explains that it has no GPU runtime). No listing, no lock.
+        # No GPUs asked (a GPU request without an inventory was refused above) and no sums
+        # to keep: no listing, no lock.
         return engine.create(wanted, env, extra_labels), wanted
     # Within this host the lock serialises check-and-create, so no two `up`s both pass a
     # per-user limit or pick the same GPU. The engine's Created time alone cannot order
     # them: it is set before a new container becomes visible to others, so a later-visible
     # box can carry the earlier time. The verification below stays as the guard for
     # clients on other hosts sharing this engine.
-    with hostlock.held(f"gpus {engine.host}"):
+    # Holders only list and create (a second or so); wait no longer than the box would be
+    # given to get ready, but long enough for a queue of concurrent `up`s.
+    wait = max(10.0, resolved.profile.ready_timeout)
+    what = f"devbox up {wanted.name}: placing it"
+    with hostlock.engine_lock(engine.host, resolved.settings.user_config_dir, what, timeout=wait):
         everyone = _admit(engine, resolved, inventory, limited)
         if not inventory:
             return engine.create(wanted, env, extra_labels), wanted
         declared = inventory[0].declared
         for _ in range(ATTEMPTS):
-            ids = gpus.allocate(wanted.gpus, inventory, gpus.holdings(everyone, exclude=wanted.name))
+            held = gpus.holdings(everyone, exclude=wanted.name)
+            busy = _busy(resolved, inventory, apps, everyone, held)
+            ids = gpus.allocate(wanted.gpus, inventory, held, busy)
             chosen = spec.with_gpus(wanted, ids, declared)
             box_id = engine.create(chosen, {**env, "NVIDIA_VISIBLE_DEVICES": ",".join(ids)}, extra_labels)
             try:
@@ -67,6 +89,8 @@ def create(
                 engine.remove(box_id)
                 raise
             if winner is None:
+                if notes is not None:
+                    notes.extend(gpus.busy_warnings(ids, busy))
                 return box_id, chosen
             engine.remove(box_id)
             time.sleep(random.uniform(0.02, 0.2))  # let the rivals settle before looking again
@@ -78,15 +102,38 @@ def create(
     )
 
 
-def _constraints(resolved: Resolved) -> tuple[list[gpus.Gpu] | None, bool]:
-    """The GPU inventory to reserve from (None: no GPUs asked, or none known), and whether
-    the policy has per-user limits to keep."""
+def _constraints(resolved: Resolved) -> tuple[list[host.Gpu] | None, bool]:
+    """The GPU inventory to reserve from (None: no GPUs asked), and whether the policy has
+    per-user limits to keep. GPUs asked on a host whose GPUs devbox cannot see: refused."""
     wanted = resolved.spec
-    inventory = gpus.inventory(resolved.settings.environ) if wanted.gpus.kind != "none" else None
+    inventory = gpus.require_inventory(resolved.settings.environ) if wanted.gpus.kind != "none" else None
     return inventory, resolved.policy.limits != Limits()
 
 
-def _admit(engine: Engine, resolved: Resolved, inventory: list[gpus.Gpu] | None, limited: bool) -> list[Box]:
+def _busy(
+    resolved: Resolved,
+    inventory: list[host.Gpu],
+    apps: list[host.ComputeApp],
+    everyone: list[Box],
+    held: dict[str, Box],
+) -> dict[str, gpus.Busy]:
+    threshold = resolved.policy.gpu_busy_memory_mib
+    return gpus.outside_use(inventory, apps, {b.id for b in everyone}, held, threshold)
+
+
+def _check_cuda(engine: Engine, resolved: Resolved, env: dict[str, str]) -> None:
+    """Refuse an image that needs a newer CUDA than the driver gives, before anything exists."""
+    image = resolved.spec.image
+    image_env = engine.image_env(image) or {}
+    need = cuda.image_need(image_env, engine.image_labels(image) or {})
+    if need is None or cuda.disabled(image_env, env):
+        return
+    driver = host.driver(resolved.settings.environ)
+    if driver is not None and driver.cuda is not None:  # unknown: the NVIDIA runtime still checks
+        cuda.check(need, driver.cuda, driver.version, image)
+
+
+def _admit(engine: Engine, resolved: Resolved, inventory: list[host.Gpu] | None, limited: bool) -> list[Box]:
     """Every box on the engine, after checking the owner's per-user limits against them."""
     everyone = engine.list_boxes(None)
     if limited:
@@ -110,11 +157,15 @@ def check_fits(engine: Engine, resolved: Resolved) -> None:
     the old box as it was. The old box, having the same name, does not count against itself.
     """
     inventory, limited = _constraints(resolved)
+    if inventory and not inventory[0].declared:
+        _check_cuda(engine, resolved, dict(resolved.spec.env))
     if not limited and not inventory:
         return
     everyone = _admit(engine, resolved, inventory, limited)
     if inventory:
-        gpus.allocate(resolved.spec.gpus, inventory, gpus.holdings(everyone, exclude=resolved.spec.name))
+        held = gpus.holdings(everyone, exclude=resolved.spec.name)
+        apps = [] if inventory[0].declared else host.compute_apps(resolved.settings.environ)
+        gpus.allocate(resolved.spec.gpus, inventory, held, _busy(resolved, inventory, apps, everyone, held))
 
 
 def _winner_over(engine: Engine, box_id: str, ids: tuple[str, ...], everyone: list[Box]) -> Box | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from devbox import sizes
 from devbox.box import labels
 from devbox.box.state import Box
-from devbox.errors import Origin, PolicyRefusal, Problem
+from devbox.errors import NoCapacity, Origin, Problem
 from devbox.placement.gpus import HOLDING_STATES, held_ids
 from devbox.policy.rules import Policy
 
@@ -21,7 +21,7 @@ def _int_label(box: Box, key: str) -> int:
 def check(
     policy: Policy, owner: str, boxes: list[Box], container: str, gpus: int, nano_cpus: int, memory: int
 ) -> None:
-    """Refuse a new box of `owner` that would take them over a limit (PolicyRefusal)."""
+    """Refuse a new box of `owner` that would take them over a limit (NoCapacity, with each limit)."""
     live = [b for b in boxes if b.owner == owner and b.status in HOLDING_STATES and b.container != container]
     lim = policy.limits
     used_gpus = sum(len(held_ids(b)) for b in live)
@@ -31,7 +31,7 @@ def check(
     problems: list[Problem] = []
 
     def refuse(rule: str, text: str) -> None:
-        where = Origin(policy.rule(f"limits.{rule}"))
+        where = policy.origins.get(f"limits.{rule}") or Origin(policy.source)
         problems.append(
             Problem(where, text, f"stop one of your boxes first (yours: {names}): devbox down NAME")
         )
@@ -57,4 +57,10 @@ def check(
         limit, used, asked = (sizes.format_size(v) for v in (lim.max_memory, used_memory or 0, memory))
         refuse("max_memory", f"max_memory = {limit}: {owner} uses {used}, asks for {asked} more")
     if problems:
-        raise PolicyRefusal(f"the lab policy refuses another box for {owner}", problems, policy.source)
+        # Allowed on its own (the policy check passed), but not next to the boxes running now:
+        # no capacity, not a refusal. The same request succeeds once one of them is down.
+        raise NoCapacity(
+            f"{owner} has reached a per-user limit of the lab policy",
+            f"the limits count your running boxes; they are set in {policy.source}",
+            problems=problems,
+        )

@@ -11,19 +11,29 @@ import os
 
 from devbox import sizes
 from devbox.errors import Origin, PolicyRefusal, Problem
+from devbox.policy import capacity
 from devbox.policy.rules import ALWAYS_FORBIDDEN, Policy
 from devbox.profile.model import Profile, Resources
 
 
-def apply_limits(profile: Profile, policy: Policy) -> Profile:
-    """Cap unset CPU and memory quotas at the policy's maximum, so no box runs unbounded."""
-    res = profile.resources
+def apply_limits(profile: Profile, policy: Policy, host: capacity.Capacity | None = None) -> Profile:
+    """Give unset quotas the policy's maximum, so no box runs unbounded.
+
+    A maximum above what the host has is given as the host's amount (`host`, this machine
+    when None): a policy written for a bigger machine must not make Docker refuse the box.
+    """
+    host = capacity.local() if host is None else host
+    res, lim = profile.resources, policy.limits
     capped = Resources(
-        cpus=res.cpus if res.cpus is not None else policy.limits.max_cpus,
-        memory=res.memory if res.memory is not None else policy.limits.max_memory,
-        pids=res.pids,
+        cpus=res.cpus if res.cpus is not None else capacity.cap_cpus(lim.max_cpus, host),
+        memory=res.memory if res.memory is not None else capacity.cap_bytes(lim.max_memory, host),
+        pids=res.pids if res.pids is not None else lim.max_pids,
+        disk=res.disk if res.disk is not None else lim.max_disk,
     )
-    return dataclasses.replace(profile, resources=capped) if capped != res else profile
+    shm = profile.shm_size if profile.shm_size is not None else capacity.cap_bytes(lim.max_shm_size, host)
+    if capped == res and shm == profile.shm_size:
+        return profile
+    return dataclasses.replace(profile, resources=capped, shm_size=shm)
 
 
 def mount_is_forbidden(source: str, forbidden: str) -> bool:
@@ -39,15 +49,17 @@ def mount_is_forbidden(source: str, forbidden: str) -> bool:
     return False
 
 
-def _unverifiable(path: str) -> bool:
-    """True when some part of `path` cannot be looked at (a missing tail is fine: -v creates it)."""
+def _unverifiable(path: str) -> str | None:
+    """Why some part of `path` cannot be looked at, or None (a missing tail is fine: -v creates it)."""
     try:
         os.path.realpath(path, strict=True)
     except (FileNotFoundError, NotADirectoryError):
-        return False
-    except OSError:
-        return True
-    return False
+        return None
+    except OSError as exc:
+        return (exc.strerror or str(exc)).lower()
+    except ValueError as exc:  # a NUL byte: the profile refuses those first, this is the backstop
+        return str(exc)
+    return None
 
 
 def _real(path: str) -> str:
@@ -102,6 +114,7 @@ def _quota_rules(profile: Profile, policy: Policy) -> list[Problem]:
                 f"ask for at most memory: {limit}",
             )
         )
+    problems += _per_box_rules(profile, policy)
     if lim.max_boxes_per_user == 0:
         message = (
             f"limits.max_boxes_per_user is 0: no boxes may run ({policy.rule('limits.max_boxes_per_user')})"
@@ -110,15 +123,42 @@ def _quota_rules(profile: Profile, policy: Policy) -> list[Problem]:
     return problems
 
 
+def _per_box_rules(profile: Profile, policy: Policy) -> list[Problem]:
+    """max_pids, max_shm_size and max_disk: ceilings on each box, not sums over boxes."""
+    lim, res = policy.limits, profile.resources
+    problems = []
+    if lim.max_pids is not None and res.pids is not None and res.pids > lim.max_pids:
+        message = f"resources.pids {res.pids} exceeds limits.max_pids = {lim.max_pids}"
+        problems.append(
+            Problem(
+                profile.origin("resources"),
+                f"{message} ({policy.rule('limits.max_pids')})",
+                f"ask for at most pids: {lim.max_pids}",
+            )
+        )
+    for key, asked, limit, origin in (
+        ("shm_size", profile.shm_size, lim.max_shm_size, profile.origin("shm_size")),
+        ("resources.disk", res.disk, lim.max_disk, profile.origin("resources")),
+    ):
+        rule = "max_shm_size" if key == "shm_size" else "max_disk"
+        if limit is not None and asked is not None and asked > limit:
+            shown = sizes.format_size(limit)
+            message = f"{key} {sizes.format_size(asked)} exceeds limits.{rule} = {shown}"
+            hint = f"ask for at most {key.rpartition('.')[2]}: {shown}"
+            problems.append(Problem(origin, f"{message} ({policy.rule(f'limits.{rule}')})", hint))
+    return problems
+
+
 def _mount_rules(profile: Profile, policy: Policy) -> list[Problem]:
     problems = []
     for volume in profile.volumes:
         if volume.kind != "bind":
             continue
-        if _unverifiable(volume.source):
+        why = _unverifiable(volume.source)
+        if why is not None:
             # The engine runs as root and follows links this user cannot see; what cannot be
             # checked is refused, or a folder made unreadable would hide a link to the socket.
-            message = f"cannot see where {volume.source} leads (permission denied), so it cannot be checked"
+            message = f"cannot see where {volume.source} leads ({why}), so it cannot be checked"
             problems.append(Problem(volume.origin, message, "mount a folder you can read"))
             continue
         for forbidden in policy.forbidden_mounts:
@@ -138,8 +178,11 @@ def violations(profile: Profile, policy: Policy) -> list[Problem]:
     return _image_rules(profile, policy) + _quota_rules(profile, policy) + _mount_rules(profile, policy)
 
 
-def check(profile: Profile, policy: Policy) -> Profile:
-    """The profile with policy caps applied; raises PolicyRefusal listing every broken rule."""
+def check(profile: Profile, policy: Policy, host: capacity.Capacity | None = None) -> Profile:
+    """The profile with policy caps applied; raises PolicyRefusal listing every broken rule.
+
+    `host`: what the machine has, to cap the quotas given (this machine when None).
+    """
     problems = violations(profile, policy)
     if problems:
         count = f"{len(problems)} rule" + ("s" if len(problems) > 1 else "")
@@ -148,4 +191,4 @@ def check(profile: Profile, policy: Policy) -> Profile:
             problems,
             policy.source,
         )
-    return apply_limits(profile, policy)
+    return apply_limits(profile, policy, host)

@@ -13,8 +13,10 @@ from typing import Any
 
 from devbox import sizes
 from devbox.errors import InvalidInput, Origin, Problem
+from devbox.profile import files
 from devbox.profile.fields import Layer
 from devbox.profile.loader import parse_document
+from devbox.profile.quotas import MOST_CPUS, MOST_PIDS
 from devbox.profile.yamlsrc import Document, load_file
 from devbox.settings import Settings
 
@@ -35,18 +37,40 @@ POLICY_KEYS = (
     "allow_build",
     "forbidden_mounts",
     "bind_address",
+    "gpu_busy_memory_mib",
 )
-LIMIT_KEYS = ("max_gpus_per_user", "max_cpus", "max_memory", "max_boxes_per_user")
+# A GPU no box holds with more memory in use than this is busy outside devbox (docs/gpus.md):
+# a driver, X or a monitoring agent holds a few hundred MiB, a job gigabytes.
+GPU_BUSY_MEMORY_MIB = 1024
+LIMIT_KEYS = (
+    "max_gpus_per_user",
+    "max_cpus",
+    "max_memory",
+    "max_boxes_per_user",
+    "max_pids",
+    "max_shm_size",
+    "max_disk",
+)
+# Limits on sizes, and the least each may be: a box without a value of its own gets the
+# limit as its quota, and Docker refuses memory under 6 MiB.
+_SIZE_LIMITS = {"max_memory": 6 * 1024**2, "max_shm_size": 1, "max_disk": 1}
 
 
 @dataclass(frozen=True)
 class Limits:
-    """Per-user ceilings; None means no limit."""
+    """Ceilings; None means no limit.
+
+    Summed over a user's live boxes: GPUs, CPUs, memory, boxes. Per box: pids, /dev/shm and
+    the writable layer (`max_disk`, on storage drivers that can cap it).
+    """
 
     max_gpus_per_user: int | None = None
     max_cpus: float | None = None
     max_memory: int | None = None
     max_boxes_per_user: int | None = None
+    max_pids: int | None = None
+    max_shm_size: int | None = None
+    max_disk: int | None = None
 
 
 @dataclass(frozen=True)
@@ -60,6 +84,7 @@ class Policy:
     allow_build: bool = True
     forbidden_mounts: tuple[str, ...] = ALWAYS_FORBIDDEN
     bind_address: str = "127.0.0.1"
+    gpu_busy_memory_mib: int = GPU_BUSY_MEMORY_MIB
     origins: dict[str, Origin] = field(default_factory=dict)
 
     @property
@@ -76,7 +101,15 @@ class Policy:
 def load(settings: Settings) -> Policy:
     """The policy in force for `settings`; a broken policy file raises InvalidInput."""
     path = settings.policy_path
-    if not path.exists():
+    seen = files.look(str(path))
+    if seen.error is not None:
+        where = Origin("DEVBOX_POLICY") if settings.policy_path_explicit else Origin(files.shown(str(path)))
+        raise InvalidInput(
+            f"cannot read the policy file {files.shown(str(path))}",
+            [Problem(where, seen.error)],
+            hint="the lab policy is read as you: ask the admin to make it readable",
+        )
+    if seen.kind == "missing":
         if settings.policy_path_explicit:
             raise InvalidInput(
                 f"policy file {path} does not exist",
@@ -149,8 +182,18 @@ def parse(doc: Document, settings: Settings) -> Policy:
     allow_build = data.get("allow_build", True)
     if not isinstance(allow_build, bool):
         problems.append(Problem(doc.origin(("allow_build",)), "allow_build must be true or false"))
+    busy_memory = data.get("gpu_busy_memory_mib", GPU_BUSY_MEMORY_MIB)
+    if not _whole(busy_memory) or busy_memory < 0:
+        problems.append(
+            Problem(
+                doc.origin(("gpu_busy_memory_mib",)),
+                f"gpu_busy_memory_mib must be a whole number of MiB, 0 or more, not "
+                f"{files.shown(repr(busy_memory), 40)}",
+                f"e.g. gpu_busy_memory_mib: {GPU_BUSY_MEMORY_MIB}",
+            )
+        )
     if problems:
-        raise InvalidInput(f"policy {doc.source} is invalid", problems, hint="see docs/policy.md")
+        raise InvalidInput(f"policy {doc.source} is invalid", problems, hint="devbox help policy")
     return Policy(
         path=doc.source,
         defaults=defaults,
@@ -159,6 +202,7 @@ def parse(doc: Document, settings: Settings) -> Policy:
         allow_build=bool(allow_build),
         forbidden_mounts=tuple(dict.fromkeys([*ALWAYS_FORBIDDEN, *(os.path.normpath(m) for m in mounts)])),
         bind_address=bind_address,
+        gpu_busy_memory_mib=busy_memory,
         origins={k: doc.origin((k,)) for k in POLICY_KEYS if k in data}
         | {
             f"limits.{k}": doc.origin(("limits", k))
@@ -183,30 +227,48 @@ def _limits(doc: Document, raw: Any, problems: list[Problem]) -> Limits:
                     "known: " + ", ".join(LIMIT_KEYS),
                 )
             )
-        elif key == "max_memory":
+        elif key in _SIZE_LIMITS:
+            shown = files.shown(repr(value), 40)
             size = sizes.parse_size(value)
             if size is None:
-                problems.append(Problem(where, f"max_memory {value!r} is not a size", "e.g. 64g"))
-            elif size < 6 * 1024**2:
-                # Boxes get this as their memory when they ask for none: Docker refuses < 6 MiB.
+                problems.append(Problem(where, f"{key} {shown} is not a size", "e.g. 64g"))
+            elif size > sizes.MAX_SIZE:
                 problems.append(
-                    Problem(where, f"max_memory {value!r} is below Docker's 6 MiB minimum", "e.g. 64g")
+                    Problem(where, f"{key} {shown} is more than Docker can take (8 EiB)", "e.g. 64g")
                 )
-            values[key] = size
-        elif (
-            key == "max_cpus"
-            and not isinstance(value, bool)
-            and isinstance(value, (int, float))
-            and math.isfinite(value)
-            and value >= 0.01  # Docker's smallest quota; less rounds to 0, "no limit"
+            elif size < _SIZE_LIMITS[key]:
+                # Boxes get this as their memory when they ask for none: Docker refuses < 6 MiB.
+                problems.append(Problem(where, f"{key} {shown} is below Docker's 6 MiB minimum", "e.g. 64g"))
+            else:
+                values[key] = size
+        elif key == "max_cpus" and (cpus := _finite(value)) is not None and 0.01 <= cpus <= MOST_CPUS:
+            values[key] = cpus  # at least Docker's smallest quota: less rounds to 0, "no limit"
+        elif _whole(value) and (
+            1 <= value <= MOST_PIDS if key == "max_pids" else value >= 0 and key != "max_cpus"
         ):
-            values[key] = float(value)
-        elif key != "max_cpus" and not isinstance(value, bool) and isinstance(value, int) and value >= 0:
             values[key] = value
         else:
-            least = "a number of CPUs, at least 0.01" if key == "max_cpus" else "a whole number, 0 or more"
-            problems.append(Problem(where, f"{key} must be {least}, not {value!r}"))
+            least = {
+                "max_cpus": f"a number of CPUs from 0.01 to {MOST_CPUS}",
+                "max_pids": f"a whole number from 1 to {MOST_PIDS} (the kernel's most)",
+            }.get(key, "a whole number, 0 or more")
+            problems.append(Problem(where, f"{key} must be {least}, not {files.shown(repr(value), 40)}"))
     return Limits(**values)
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _finite(value: Any) -> float | None:
+    """A YAML number as a finite float; None for anything else (bools, inf, a 400-digit int)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _string_list(doc: Document, data: dict[str, Any], key: str, problems: list[Problem]) -> list[str] | None:

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from devbox.errors import Origin, Problem
+from devbox.profile import envfile, files
+from devbox.profile.filekeys import parse_build, parse_env_file, parse_ssh
 from devbox.profile.model import CredentialPattern
 from devbox.profile.ports_volumes import parse_ports, parse_volumes
 from devbox.profile.quotas import parse_gpu_key, parse_resources, parse_size_key
@@ -73,7 +75,7 @@ class LayerParser:
             self.fail(
                 (),
                 "a profile is a mapping of keys (image:, gpus:, ...)",
-                "see docs/profiles.md",
+                "devbox help profiles",
             )
             layer.failed.add("image")  # so "no image" is not said about it as well
             return layer
@@ -120,11 +122,21 @@ class LayerParser:
                 hint = f"did you mean '{guess[0]}'?" if guess else "allowed: " + ", ".join(allowed)
                 self.problems.append(Problem(self.doc.key_origin((*path, key)), f"unknown key '{key}'", hint))
 
-    def expand_path(self, text: str, base: Path) -> str:
-        """`~` to the caller's home, relative to `base`, normalised."""
-        if text == "~" or text.startswith("~/"):
-            text = str(self.home) + text[1:]
-        return os.path.normpath(base / text)
+    def expand_path(self, text: str, base: Path, where: KeyPath) -> str | None:
+        """`~` (or `~name`) expanded, relative to `base`, normalised; None (and a problem) if no path."""
+        problem = files.path_problem(text)
+        if problem is None:
+            try:
+                text = files.expand_user(text, str(self.home))
+            except ValueError as exc:
+                self.fail(where, f"{files.shown(text)}: {exc}", "write the folder out, e.g. /home/NAME/data")
+                return None
+            full = os.path.normpath(base / text)
+            problem = files.path_problem(full)
+            if problem is None:
+                return full
+        self.fail(where, f"the path {files.shown(text)} {problem}", "rename it, or mount a folder above it")
+        return None
 
 
 def _string(p: LayerParser, raw: Any, path: KeyPath) -> str | None:
@@ -147,39 +159,6 @@ def _image(p: LayerParser, raw: Any, path: KeyPath) -> str | None:
         p.fail(path, f"'{image}' is not an image reference", hint)
         return None
     return image
-
-
-def _build(p: LayerParser, raw: Any, path: KeyPath) -> dict[str, Any] | None:
-    if isinstance(raw, str):
-        raw = {"context": raw}
-    spec = p.mapping(raw, path, "build")
-    if spec is None:
-        return None
-    p.known_keys(spec, path, ("context", "dockerfile", "args"))
-    context_raw = spec.get("context", ".")
-    dockerfile = spec.get("dockerfile", "Dockerfile")
-    # Every field is checked, so one look shows all that is wrong with build:.
-    args = _string_map(p, spec.get("args", {}), (*path, "args"), "build args")
-    context = p.expand_path(context_raw, p.file_dir) if isinstance(context_raw, str) else None
-    if context is None:
-        p.fail((*path, "context"), "context must be a folder path")
-    elif not Path(context).is_dir():
-        p.fail(
-            (*path, "context"),
-            f"build context {context} is not a folder",
-            "create it, or fix the path",
-        )
-    if not isinstance(dockerfile, str):
-        p.fail((*path, "dockerfile"), "dockerfile must be a file name", "e.g. dockerfile: Dockerfile.gpu")
-    elif context is not None and Path(context).is_dir() and not (Path(context) / dockerfile).is_file():
-        p.fail(
-            (*path, "dockerfile"),
-            f"no {dockerfile} in {context}",
-            "add the Dockerfile or fix dockerfile:",
-        )
-    if context is None or not isinstance(dockerfile, str) or args is None:
-        return None
-    return {"context": context, "dockerfile": dockerfile, "args": args or {}}
 
 
 def _command(p: LayerParser, raw: Any, path: KeyPath) -> tuple[str, ...] | None:
@@ -207,7 +186,7 @@ def _command(p: LayerParser, raw: Any, path: KeyPath) -> tuple[str, ...] | None:
     return None
 
 
-def _string_map(p: LayerParser, raw: Any, path: KeyPath, what: str) -> dict[str, str] | None:
+def string_map(p: LayerParser, raw: Any, path: KeyPath, what: str) -> dict[str, str] | None:
     spec = p.mapping(raw, path, what)
     if spec is None:
         return None
@@ -239,7 +218,7 @@ def _env(p: LayerParser, raw: Any, path: KeyPath) -> dict[str, str] | None:
             key, _, value = item.partition("=")
             pairs[key] = value
         raw = pairs
-    result = _string_map(p, raw, path, "env")
+    result = string_map(p, raw, path, "env")
     for key in result or {}:
         if not _ENV_NAME_RE.match(key):
             p.fail_key(
@@ -247,32 +226,9 @@ def _env(p: LayerParser, raw: Any, path: KeyPath) -> dict[str, str] | None:
                 f"'{key}' is not a variable name",
                 "letters, digits and _, not starting with a digit",
             )
-        elif key == "NVIDIA_VISIBLE_DEVICES":
-            # The NVIDIA runtime hands the box whatever this names: set here it would
-            # bypass GPU allocation and the lab's GPU limits.
-            p.fail_key(
-                (*path, key), "NVIDIA_VISIBLE_DEVICES is set by devbox from gpus:", "gpus: 2 or [0, 3]"
-            )
-    return result
-
-
-def _env_file(p: LayerParser, raw: Any, path: KeyPath) -> list[str] | None:
-    items = raw if isinstance(raw, list) else [raw]
-    result: list[str] = []
-    for i, item in enumerate(items):
-        where = (*path, i) if isinstance(raw, list) else path
-        if not isinstance(item, str) or not item:
-            p.fail(where, "env_file must be a path or a list of paths")
-            continue
-        resolved = p.expand_path(item, p.file_dir)
-        if not Path(resolved).is_file():
-            p.fail(
-                where,
-                f"env file {resolved} does not exist",
-                "create it or remove env_file:",
-            )
-            continue
-        result.append(resolved)
+        elif key in envfile.GPU_VARIABLES:
+            # Set here it would bypass GPU allocation and the lab's GPU limits (envfile.py).
+            p.fail_key((*path, key), envfile.GPU_VARIABLES[key], envfile.GPU_VARIABLES_FIX)
     return result
 
 
@@ -301,7 +257,7 @@ def _workdir(p: LayerParser, raw: Any, path: KeyPath) -> str | None:
 
 
 def _labels(p: LayerParser, raw: Any, path: KeyPath) -> dict[str, str] | None:
-    result = _string_map(p, raw, path, "labels")
+    result = string_map(p, raw, path, "labels")
     for key in list(result or {}):
         if key.startswith("devbox."):
             p.fail_key(
@@ -365,34 +321,10 @@ def _credentials(p: LayerParser, raw: Any, path: KeyPath) -> dict[str, Credentia
     return result
 
 
-def _ssh(p: LayerParser, raw: Any, path: KeyPath) -> dict[str, Any] | None:
-    spec = p.mapping(raw, path, "ssh")
-    if spec is None:
-        return None
-    p.known_keys(spec, path, ("authorized_keys", "password"))
-    result: dict[str, Any] = {}
-    keys = spec.get("authorized_keys")
-    if keys is not None:
-        if not isinstance(keys, str) or not keys:
-            p.fail((*path, "authorized_keys"), "authorized_keys must be the path of a public key file")
-        else:
-            resolved = p.expand_path(keys, p.file_dir)
-            if Path(resolved).is_file():
-                result["authorized_keys"] = resolved
-            else:
-                p.fail((*path, "authorized_keys"), f"{resolved} does not exist", "e.g. ~/.ssh/id_ed25519.pub")
-    password = spec.get("password", False)
-    if not isinstance(password, bool):
-        p.fail((*path, "password"), "password must be true or false")
-    elif "password" in spec:
-        result["password"] = password
-    return result
-
-
 PARSERS: dict[str, Callable[[LayerParser, Any, KeyPath], Any]] = {
     "extends": _string,
     "image": _image,
-    "build": _build,
+    "build": parse_build,
     "command": _command,
     "gpus": parse_gpu_key,
     "shm_size": parse_size_key,
@@ -400,11 +332,11 @@ PARSERS: dict[str, Callable[[LayerParser, Any, KeyPath], Any]] = {
     "ports": parse_ports,
     "volumes": parse_volumes,
     "env": _env,
-    "env_file": _env_file,
+    "env_file": parse_env_file,
     "user": _user,
     "workdir": _workdir,
     "labels": _labels,
     "ready": _ready,
     "credentials": _credentials,
-    "ssh": _ssh,
+    "ssh": parse_ssh,
 }

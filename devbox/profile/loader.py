@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from devbox.errors import InvalidInput, Origin, Problem
-from devbox.profile import interpolate
+from devbox.errors import InvalidInput, Kind, Origin, Problem
+from devbox.profile import files, interpolate
 from devbox.profile.fields import Layer, LayerParser
 from devbox.profile.model import (
     BuildSpec,
@@ -28,7 +28,9 @@ from devbox.settings import Settings, bundled_profiles_dir, is_valid_name
 
 
 class ProfileNotFound(InvalidInput):
-    """No profile file answers to a name."""
+    """No profile file answers to a name or path (kind not-found; still input to fix, located)."""
+
+    kind: Kind = "not-found"
 
 
 Scope = Literal["path", "project", "user", "lab", "bundled"]
@@ -77,12 +79,29 @@ def _profile_name(path: Path) -> str:
 
 def find(ref: str, settings: Settings, skip: Path | None = None) -> ProfileRef:
     """Resolve a profile name or path; raise InvalidInput listing where we looked."""
+    shown = files.shown(ref)
+    problem = files.path_problem(ref)
+    if problem is not None:
+        what = "path" if looks_like_path(ref) else "name"
+        raise InvalidInput(
+            f"no profile {shown}",
+            [Problem(Origin(shown), f"the profile {what} {problem}", "check the argument")],
+        )
     if looks_like_path(ref):
-        path = Path(ref).expanduser()
+        try:
+            path = Path(files.expand_user(ref, str(settings.home)))
+        except ValueError as exc:
+            raise InvalidInput(
+                f"no profile file {shown}", [Problem(Origin(shown), str(exc), "write the folder out")]
+            ) from None
         path = path if path.is_absolute() else settings.cwd / path
-        if path.is_file():
+        seen = files.look(str(path))
+        if seen.kind == "file":
             return ProfileRef(_profile_name(path), path.resolve(), scope_of(path.resolve(), settings))
-        raise InvalidInput(f"no profile file {path}", [Problem(Origin(ref), "file not found")])
+        if seen.error is not None:
+            raise InvalidInput(f"cannot read profile {shown}", [Problem(Origin(shown), seen.error)])
+        why = "file not found" if seen.kind == "missing" else "not a file"
+        raise ProfileNotFound(f"no profile file {files.shown(str(path))}", [Problem(Origin(shown), why)])
     candidate = _find_by_name(ref, settings, skip)
     if candidate is not None:
         return candidate
@@ -101,7 +120,7 @@ def _find_by_name(name: str, settings: Settings, skip: Path | None) -> ProfileRe
     for scope, folder in search_dirs(settings):
         for suffix in SUFFIXES:
             path = folder / f"{name}{suffix}"
-            if path.is_file() and path.resolve() != skip:
+            if files.is_file(str(path)) and path.resolve() != skip:
                 return ProfileRef(name, path.resolve(), scope)
     return None
 
@@ -110,10 +129,13 @@ def discover(settings: Settings) -> list[ProfileRef]:
     """Every profile in every search folder, in precedence order (shadowed ones included)."""
     found: list[ProfileRef] = []
     for scope, folder in search_dirs(settings):
-        if folder.is_dir():
-            for path in sorted(folder.iterdir()):
-                if path.suffix in SUFFIXES and path.is_file() and path.name != "policy.yaml":
-                    found.append(ProfileRef(_profile_name(path), path.resolve(), scope))
+        try:
+            entries = sorted(folder.iterdir()) if files.is_folder(str(folder)) else []
+        except OSError:
+            entries = []  # a folder this user may not list holds no profiles for them
+        for path in entries:
+            if path.suffix in SUFFIXES and files.is_file(str(path)) and path.name != "policy.yaml":
+                found.append(ProfileRef(_profile_name(path), path.resolve(), scope))
     return found
 
 
@@ -191,16 +213,27 @@ def _parent(
     ref = layer.extends
     if "${" in ref:
         return None  # an unset variable, already reported where it stands
+    problem = files.path_problem(ref)
+    if problem is not None:
+        problems.append(
+            Problem(origin, f"extends: the name {problem}", "check the name, or give a relative path")
+        )
+        return None
     if looks_like_path(ref):
-        path = (child.path.parent / Path(ref).expanduser()).resolve()
-        parent = ProfileRef(_profile_name(path), path, scope_of(path, settings)) if path.is_file() else None
+        try:
+            path = (child.path.parent / files.expand_user(ref, str(settings.home))).resolve()
+        except ValueError as exc:
+            problems.append(Problem(origin, f"extends {files.shown(ref)}: {exc}", "give a relative path"))
+            return None
+        found = files.is_file(str(path))
+        parent = ProfileRef(_profile_name(path), path, scope_of(path, settings)) if found else None
     else:
         parent = _find_by_name(ref, settings, skip=child.path)
     if parent is None:
         problems.append(
             Problem(
                 origin,
-                f"extends '{ref}', which does not exist",
+                f"extends '{files.shown(ref)}', which does not exist",
                 "check the name, or give a relative path",
             )
         )
@@ -291,7 +324,9 @@ def to_profile(name: str, path: str, merged: Layer, chain: tuple[str, ...]) -> P
         command=v.get("command"),
         gpus=v.get("gpus", GpuRequest("none")),
         shm_size=v.get("shm_size"),
-        resources=Resources(resources.get("cpus"), resources.get("memory"), resources.get("pids")),
+        resources=Resources(
+            resources.get("cpus"), resources.get("memory"), resources.get("pids"), resources.get("disk")
+        ),
         ports=tuple(ports.values()),
         volumes=tuple(volumes.values()),
         env=dict(v.get("env", {})),
@@ -339,6 +374,6 @@ def load(
         raise InvalidInput(
             f"profile '{ref.name}' is invalid ({count})",
             problems,
-            hint="see docs/profiles.md",
+            hint="devbox help profiles",
         )
     return to_profile(ref.name, str(ref.path), merged, tuple(str(r.path) for r in chain))

@@ -67,11 +67,12 @@ class CredentialPattern:
 
 @dataclass(frozen=True)
 class Resources:
-    """CPU, memory and process quotas; None means no limit."""
+    """CPU, memory, process and writable-layer quotas; None means no limit."""
 
     cpus: float | None = None
     memory: int | None = None
     pids: int | None = None
+    disk: int | None = None  # bytes of the container's writable layer (storage drivers that can)
 
 
 @dataclass(frozen=True)

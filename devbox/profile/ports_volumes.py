@@ -6,6 +6,7 @@ import posixpath
 import re
 from typing import TYPE_CHECKING, Any
 
+from devbox.profile import files
 from devbox.profile.model import PortSpec, VolumeSpec
 from devbox.profile.yamlsrc import KeyPath
 from devbox.settings import is_valid_name
@@ -23,7 +24,9 @@ def parse_port(raw: Any) -> tuple[int | None, int] | str:
     text = str(raw).strip()
     host_text, _, container_text = text.rpartition(":")
     if not container_text.isdecimal() or (host_text and not host_text.isdecimal()):
-        return f'{raw!r} is not a port: write 8888 or "HOST:CONTAINER" such as "8080:8888"'
+        return f'{files.shown(repr(raw))} is not a port: write 8888 or "HOST:CONTAINER" such as "8080:8888"'
+    if len(container_text) > 5 or len(host_text) > 5:
+        return f"port {files.shown(text)} is out of range (1-65535)"
     container = int(container_text)
     host = int(host_text) if host_text else None
     for port in (container, host):
@@ -96,6 +99,18 @@ def parse_volume(p: LayerParser, raw: Any, path: KeyPath) -> VolumeSpec | None:
     else:
         p.fail(path, "a volume is SOURCE:TARGET or {source, target, readonly}")
         return None
+    target_problem = files.path_problem(target)
+    if target_problem is not None:
+        p.fail(target_at, f"mount target {files.shown(target)} {target_problem}", "pick a folder: /data")
+        return None
+    if ":" in source or ":" in target:
+        # Docker's -v and the API's Binds both split at ':'; its long form (--mount, Mounts)
+        # would take one, but never makes a missing folder, so up and render would differ.
+        bad, at = (source, source_at) if ":" in source else (target, target_at)
+        p.fail(
+            at, f"a mount path cannot hold ':' ({files.shown(bad)})", "rename it, or mount a folder above it"
+        )
+        return None
     if not target.startswith("/"):
         p.fail(
             target_at,
@@ -114,7 +129,8 @@ def parse_volume(p: LayerParser, raw: Any, path: KeyPath) -> VolumeSpec | None:
         )
         return None
     if source.startswith(("/", ".", "~")) or "/" in source:
-        return VolumeSpec("bind", p.expand_path(source, p.bind_base), target, readonly, origin)
+        bind = p.expand_path(source, p.bind_base, source_at)
+        return None if bind is None else VolumeSpec("bind", bind, target, readonly, origin)
     if not is_valid_name(source):
         p.fail(
             source_at,

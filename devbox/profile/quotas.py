@@ -7,6 +7,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from devbox import sizes
+from devbox.profile import files
 from devbox.profile.model import GpuRequest
 from devbox.profile.yamlsrc import KeyPath
 
@@ -18,8 +19,13 @@ _GPU_ID_RE = re.compile(r"^(\d+|(GPU|MIG)-[0-9A-Za-z-]+)$")
 _SMALLEST_BARE_SIZE = 1024**2
 _BARE_NUMBER_RE = re.compile(r"^\s*[0-9.]+\s*(i?b)?\s*$", re.IGNORECASE)  # 8, 1.5, 8ib: no unit
 _FEWEST_CPUS = 0.01
+# Linux builds for at most 8192 CPUs (NR_CPUS with MAXSMP); Docker also refuses more than
+# its host has, but that host is the engine's, known only at `up`.
+MOST_CPUS = 8192
 _MOST_GPUS = 1024
 _LEAST_MEMORY = 6 * 1024**2
+# The kernel's PID_MAX_LIMIT: pids.max refuses more ("invalid argument" when the box starts).
+MOST_PIDS = 4 * 1024**2
 
 
 def parse_gpus(raw: Any) -> GpuRequest | str:
@@ -41,7 +47,19 @@ def parse_gpus(raw: Any) -> GpuRequest | str:
         if text in ("all", "none"):
             return GpuRequest(text)  # type: ignore[arg-type]
         if text.isdecimal():
-            return parse_gpus(int(text))
+            # A quoted number reads like CUDA_VISIBLE_DEVICES: "0" meaning GPU 0, not zero GPUs.
+            # (--gpus N reaches here as a number: flags.py.)
+            if len(text) > 6:
+                return f"gpus: {text[:12]}… is more GPUs than a machine has"
+            if int(text) == 0:
+                return (
+                    'gpus: "0" reads like CUDA_VISIBLE_DEVICES=0 but would mean no GPU: '
+                    "for GPU 0 write gpus: [0], for one GPU gpus: 1, for none gpus: none"
+                )
+            return (
+                f'gpus: "{text}" is text, not a number: for {text} GPU(s) write gpus: {text}, '
+                f"for GPU {text} gpus: [{text}]"
+            )
         if "," not in text and not _GPU_ID_RE.match(raw.strip()):
             return f"gpus: {raw!r} is not all, none, a count or a list of GPU indices/UUIDs"
         raw = [part.strip() for part in raw.split(",")]
@@ -52,7 +70,7 @@ def parse_gpus(raw: Any) -> GpuRequest | str:
         ]
         if bad:
             return f"gpus: {bad[0]!r} is not a GPU index or UUID (GPU-…)"
-        ids = [str(int(i)) if i.isdecimal() else i for i in ids]  # 03 and 3 are one GPU
+        ids = [(i.lstrip("0") or "0") if i.isdecimal() else i for i in ids]  # 03 and 3 are one GPU
         if len(set(ids)) != len(ids):
             return "gpus: the same GPU is listed twice"
         return GpuRequest("devices", devices=tuple(ids))
@@ -70,8 +88,12 @@ def parse_gpu_key(p: LayerParser, raw: Any, path: KeyPath) -> GpuRequest | None:
 def parse_size_key(p: LayerParser, raw: Any, path: KeyPath) -> int | None:
     """A docker size in bytes; a bare number under 1 MiB is refused as a likely missing unit."""
     size = sizes.parse_size(raw)
+    shown = files.shown(repr(raw) if isinstance(raw, str) else str(raw), 60)
     if size is None:
-        p.fail(path, f"{path[-1]}: {raw!r} is not a size", "a number with b, k, m or g: 8g, 512m")
+        p.fail(path, f"{path[-1]}: {shown} is not a size", "a number with b, k, m or g: 8g, 512m")
+    elif size > sizes.MAX_SIZE:
+        p.fail(path, f"{path[-1]}: {shown} is more than Docker can take (8 EiB)", "e.g. 8g")
+        return None
     elif size < _SMALLEST_BARE_SIZE and _BARE_NUMBER_RE.match(str(raw)):
         p.fail(path, f"{path[-1]}: {raw} means {raw} bytes", f"write the unit: {raw}g or {raw}m")
         return None
@@ -93,19 +115,25 @@ def parse_resources(p: LayerParser, raw: Any, path: KeyPath) -> dict[str, Any] |
     spec = p.mapping(raw, path, "resources")
     if spec is None:
         return None
-    p.known_keys(spec, path, ("cpus", "memory", "pids"))
+    p.known_keys(spec, path, ("cpus", "memory", "pids", "disk"))
     result: dict[str, Any] = {}
     if "cpus" in spec:
         cpus = _number(spec["cpus"])
         if cpus is None or cpus <= 0:
             p.fail(
                 (*path, "cpus"),
-                f"cpus must be a positive number, not {spec['cpus']!r}",
+                f"cpus must be a positive number, not {files.shown(repr(spec['cpus']), 40)}",
                 "e.g. cpus: 4 or 0.5",
             )
         elif cpus < _FEWEST_CPUS:
             # Docker refuses quotas under 0.01 CPU, and one that rounds to 0 means "no limit".
             p.fail((*path, "cpus"), f"cpus {spec['cpus']!r} is below Docker's smallest quota", "cpus: 0.01")
+        elif cpus > MOST_CPUS:
+            p.fail(
+                (*path, "cpus"),
+                f"cpus {files.shown(str(spec['cpus']), 40)} is more CPUs than Linux runs on ({MOST_CPUS})",
+                "ask for what the box needs, e.g. cpus: 4",
+            )
         else:
             result["cpus"] = cpus
     if "memory" in spec:
@@ -121,9 +149,19 @@ def parse_resources(p: LayerParser, raw: Any, path: KeyPath) -> dict[str, Any] |
         if pids is None or pids < 1 or pids != int(pids):
             p.fail(
                 (*path, "pids"),
-                f"pids must be a positive whole number, not {spec['pids']!r}",
+                f"pids must be a positive whole number, not {files.shown(repr(spec['pids']), 40)}",
+                "e.g. pids: 4096",
+            )
+        elif pids > MOST_PIDS:
+            p.fail(
+                (*path, "pids"),
+                f"pids {files.shown(str(spec['pids']), 40)} is more than the kernel allows ({MOST_PIDS})",
                 "e.g. pids: 4096",
             )
         else:
             result["pids"] = int(pids)
+    if "disk" in spec:
+        disk = parse_size_key(p, spec["disk"], (*path, "disk"))
+        if disk is not None:
+            result["disk"] = disk
     return result

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from devbox.errors import InvalidInput, Origin, Problem
+from devbox.profile import files
 
 _INT_TAG = "tag:yaml.org,2002:int"
 _FLOAT_TAG = "tag:yaml.org,2002:float"
@@ -77,17 +78,97 @@ class Document:
         return Origin(self.source)
 
 
+# Bounds on one document, far above any real profile or policy (a few dozen values) and far
+# below what hurts: 10 aliases of 10 aliases, 7 levels deep, is 394 bytes of YAML that
+# PyYAML alone expands to 10**7 values (46 s and 3 GB before a MemoryError).
+MAX_VALUES = 10_000  # values in the document once every alias is expanded
+MAX_ALIASES = 100
+MAX_DEPTH = 32
+_LONGEST_INT = 30  # digits; longer ints stay text (Python refuses int() of over 4300 digits)
+
+
+class _TooBig(Exception):
+    """The document breaks a bound; raised at the spot that broke it."""
+
+    def __init__(self, mark: yaml.Mark, message: str) -> None:
+        super().__init__(message)
+        self.mark = mark
+        self.message = message
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """SafeLoader that counts while it composes: aliases, depth, and values with aliases expanded.
+
+    Composing keeps an alias as a second reference to its anchor's node (cheap); what costs
+    is everything after (merge keys, building the data) walking those references as copies.
+    So each node's expanded size is summed here, from its children's, and a document past
+    a bound is refused before any of that starts.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.expanded: dict[int, int] = {}  # id(node) -> values under it, aliases expanded
+        self.aliases = 0
+        self.depth = 0
+        self.composed = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            self.aliases += 1
+            if self.aliases > MAX_ALIASES:
+                raise _TooBig(event.start_mark, f"more than {MAX_ALIASES} aliases (*name) in one file")
+            anchored = self.anchors.get(event.anchor)
+            if anchored is not None and id(anchored) not in self.expanded:
+                raise _TooBig(event.start_mark, f"alias *{event.anchor} stands inside its own anchor")
+            aliased = super().compose_node(parent, index)
+            assert aliased is not None
+            return aliased
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+            raise _TooBig(mark, f"nested deeper than {MAX_DEPTH} levels")
+        try:
+            composed = super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+        assert composed is not None  # compose_node returns None only at the end of the stream
+        node: yaml.Node = composed
+        self.composed += 1
+        size = 1 + sum(self.expanded[id(child)] for child in _children(node))
+        if self.composed > MAX_VALUES:
+            raise _TooBig(node.start_mark, f"more than {MAX_VALUES} values in one file")
+        if size > MAX_VALUES:
+            raise _TooBig(node.start_mark, f"the aliases here expand to more than {MAX_VALUES} values")
+        self.expanded[id(node)] = size
+        return node
+
+
 def load_text(text: str, source: str) -> Document:
-    """Parse YAML text; a syntax error raises InvalidInput located at the error."""
-    loader: yaml.SafeLoader | None = None
+    """Parse YAML text; a syntax error or a document past the bounds raises InvalidInput located there."""
+    loader: _BoundedLoader | None = None
     try:
         # Inside the try: the reader rejects control characters as soon as it is built.
-        loader = yaml.SafeLoader(text)
+        loader = _BoundedLoader(text)
         node = loader.get_single_node()
         doc = Document(source, None)
         if node is not None:
             doc.data = _build(loader, node, (), doc)
         return doc
+    except _TooBig as exc:
+        origin = Origin(source, exc.mark.line + 1, exc.mark.column + 1)
+        raise InvalidInput(
+            f"{source} is too big or too tangled to read",
+            [Problem(origin, exc.message, "write the values out instead of repeating aliases")],
+        ) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         origin = Origin(source, mark.line + 1, mark.column + 1) if mark else Origin(source)
@@ -108,18 +189,13 @@ def load_text(text: str, source: str) -> Document:
 
 
 def load_file(path: Path) -> Document:
-    """Read and parse a YAML file; an unreadable file raises InvalidInput naming it."""
+    """Read and parse a YAML file; an unreadable, non-UTF-8 or too big file raises InvalidInput naming it."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
+        text = files.read_text(str(path))
+    except ValueError as exc:
         raise InvalidInput(
-            f"cannot read {path}",
-            [Problem(Origin(str(path)), exc.strerror or str(exc))],
-        ) from None
-    except UnicodeDecodeError:
-        raise InvalidInput(
-            f"cannot read {path}",
-            [Problem(Origin(str(path)), "the file is not UTF-8 text")],
+            f"cannot read {files.shown(str(path))}",
+            [Problem(Origin(files.shown(str(path))), f"the file {exc}")],
         ) from None
     return load_text(text, str(path))
 
@@ -128,7 +204,7 @@ def _mark(node: yaml.Node) -> tuple[int, int]:
     return node.start_mark.line + 1, node.start_mark.column + 1
 
 
-def _build(loader: yaml.SafeLoader, node: yaml.Node, path: KeyPath, doc: Document) -> Any:
+def _build(loader: _BoundedLoader, node: yaml.Node, path: KeyPath, doc: Document) -> Any:
     doc.value_marks[path] = _mark(node)
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)  # resolves YAML merge keys (<<: *anchor)
@@ -141,11 +217,11 @@ def _build(loader: yaml.SafeLoader, node: yaml.Node, path: KeyPath, doc: Documen
                 else loader.construct_object(key_node, deep=True)
             )
             if not isinstance(key, (str, int)) or isinstance(key, bool):
+                what = (
+                    repr(key) if key is None or isinstance(key, (bool, float)) else f"a {type(key).__name__}"
+                )
                 doc.problems.append(
-                    Problem(
-                        Origin(doc.source, *_mark(key_node)),
-                        f"a key must be a name, not {key!r}",
-                    )
+                    Problem(Origin(doc.source, *_mark(key_node)), f"a key must be a name, not {what}")
                 )
                 continue
             key = str(key)
@@ -171,8 +247,11 @@ def _build(loader: yaml.SafeLoader, node: yaml.Node, path: KeyPath, doc: Documen
         # Env values, labels, build args, command words and user are text: VERSION: 1.10
         # must stay "1.10", not 1.1, and 0123 must not turn into 83 (YAML 1.1 octal).
         return str(node.value)
-    if node.tag == _INT_TAG and not _DECIMAL_RE.match(str(node.value)):
+    if node.tag == _INT_TAG and (
+        not _DECIMAL_RE.match(str(node.value)) or len(str(node.value)) > _LONGEST_INT
+    ):
         # 010, 0x1F, 1_000: YAML 1.1 reads them as octal, hex or grouped; people mean what
-        # they typed. The text goes on, and the key's own parser reads it as decimal.
+        # they typed. The text goes on, and the key's own parser reads it as decimal (or
+        # says it is too big: no quota has 30 digits).
         return str(node.value)
     return loader.construct_object(node, deep=True)

@@ -1,19 +1,11 @@
-"""Output for people (rich) and for programs (JSON). One function per result type."""
+"""The error screen people read (rich); programs get JSON from ui/json.py instead."""
 
 from __future__ import annotations
-
-import json
-from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 
-from devbox.errors import DevboxError, InvalidInput, PolicyRefusal, Problem
-
-
-def print_json(console: Console, data: Any) -> None:
-    """Exactly one JSON document on stdout, nothing else."""
-    console.file.write(json.dumps(data, indent=2, default=str) + "\n")
+from devbox.errors import DevboxError, Problem
 
 
 def problem_lines(problems: list[Problem]) -> list[str]:
@@ -29,8 +21,7 @@ def problem_lines(problems: list[Problem]) -> list[str]:
 def error(console: Console, exc: DevboxError) -> None:
     """One screen: what went wrong, each located problem, and how to fix it."""
     lines = [f"[bold red]error:[/] {escape(exc.message)}"]
-    if isinstance(exc, (InvalidInput, PolicyRefusal)):
-        lines += problem_lines(exc.problems)
+    lines += problem_lines(exc.problems)
     if exc.details:
         lines.append(f"[dim]last {len(exc.details)} lines of its log:[/]")
         lines += [f"  [dim]│[/] {escape(line)}" for line in exc.details]

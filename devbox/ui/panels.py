@@ -1,8 +1,6 @@
-"""How boxes look: the `up`/`info` panel, the `ls` table, and their JSON forms."""
+"""How boxes look to people: the `up`/`info` panel and the `down` summary (JSON: ui/json.py)."""
 
 from __future__ import annotations
-
-from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -71,17 +69,6 @@ def report_panel(out: Console, err: Console, result: BoxReport) -> None:
         )
     for warning in result.warnings:
         err.print(f"[yellow]warning:[/] {escape(warning)}")
-
-
-def down_json(result: DownResult) -> dict[str, Any]:
-    """`down --json`."""
-    return {
-        "container": result.container,
-        "removed": result.removed,
-        "volumes_removed": list(result.volumes_removed),
-        "volumes_kept": list(result.volumes_kept),
-        "volumes_in_use": list(result.volumes_in_use),
-    }
 
 
 def down_summary(out: Console, result: DownResult, name: str) -> None:

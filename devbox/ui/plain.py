@@ -1,4 +1,4 @@
-"""`devbox ls` output without rich: a plain aligned table and the JSON form.
+"""`devbox ls` output without rich: a plain aligned table (its JSON is in ui/json.py).
 
 Kept free of rich and typer so `devbox ls` starts in a few tens of milliseconds.
 """
@@ -6,72 +6,9 @@ Kept free of rich and typer so `devbox ls` starts in a few tens of milliseconds.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
 
 from devbox.box.state import Box
 from devbox.settings import bundled_profiles_dir
-
-if TYPE_CHECKING:
-    from devbox.access.reports import BoxReport
-
-
-def box_json(box: Box) -> dict[str, Any]:
-    """A box without credentials (what `ls --json` lists)."""
-    return {
-        "name": box.name,
-        "owner": box.owner,
-        "container": box.container,
-        "id": box.id,
-        "status": box.status,
-        "uptime": box.status_text,
-        "created": box.created,
-        "profile": box.profile,
-        "image": box.image,
-        "inside": box.inside,
-        "gpus": list(box.gpus),
-        "ports": {
-            p.name: {"container": p.container, "host": p.host, "address": p.address} for p in box.ports
-        },
-        "volumes": [
-            {"type": m.type, "source": m.source, "target": m.target, "readonly": m.readonly}
-            for m in box.mounts
-        ],
-    }
-
-
-def report_json(result: BoxReport) -> dict[str, Any]:
-    """The one JSON object `up --json` / `info --json` print."""
-    data = box_json(result.box)
-    del data["uptime"]
-    jupyter = result.jupyter
-    ssh = result.ssh
-    data.update(
-        {
-            "action": result.action,
-            "jupyter": {"url": jupyter.url, "token": jupyter.token, "auth": jupyter.auth}
-            if jupyter
-            else None,
-            "ssh": (
-                {
-                    "host": ssh.target.host,
-                    "port": ssh.target.port,
-                    "user": ssh.target.user,
-                    "password": ssh.password,
-                    "command": ssh.command,
-                    "hostkey": ssh.hostkey,
-                    "host_key_alias": ssh.target.alias,
-                    "known_hosts": ssh.target.known_hosts,
-                    "identity_file": ssh.target.identity_file,
-                }
-                if ssh
-                else None
-            ),
-            "credentials": result.custom,
-            "changes": list(result.changes),
-            "warnings": list(result.warnings),
-        }
-    )
-    return data
 
 
 def short_path(path: str) -> str:

@@ -1,8 +1,6 @@
-"""`devbox profiles`: the table of profiles found, check results, and their JSON."""
+"""`devbox profiles`: the table of profiles found, and check results (JSON: ui/json.py)."""
 
 from __future__ import annotations
-
-from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -15,7 +13,7 @@ from devbox.ui.console import problem_lines
 def profiles_table(console: Console, statuses: list[ProfileStatus]) -> None:
     """The table of `devbox profiles`."""
     if not statuses:
-        console.print("no profiles found; create .devbox/NAME.yaml (see docs/profiles.md)")
+        console.print("no profiles found; create .devbox/NAME.yaml (devbox help profiles)")
         return
     table = Table(box=None, header_style="bold", pad_edge=False)
     for column in ("NAME", "FROM", "STATUS", "PATH"):
@@ -43,19 +41,3 @@ def profile_checks(console: Console, statuses: list[ProfileStatus]) -> None:
         console.print(f"[red]invalid[/] {escape(status.path)}: {escape(status.message)}", highlight=False)
         if status.problems:
             console.print("\n".join(problem_lines(status.problems)), highlight=False, soft_wrap=True)
-
-
-def statuses_json(statuses: list[ProfileStatus]) -> list[dict[str, Any]]:
-    """JSON form of profile statuses."""
-    return [
-        {
-            "name": s.name,
-            "path": s.path,
-            "scope": s.scope,
-            "valid": s.valid,
-            "shadowed_by": s.shadowed_by,
-            "message": s.message,
-            "problems": [{"where": str(p.origin), "message": p.message, "hint": p.hint} for p in s.problems],
-        }
-        for s in statuses
-    ]

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn
 from rich.status import Status
+
+if TYPE_CHECKING:
+    from devbox.engine.base import PullEvent
 
 
 class RichReporter:
@@ -53,12 +56,12 @@ class RichReporter:
         if self.enabled and line.strip():
             self.console.print(f"[dim]{escape(line)}[/]", highlight=False)
 
-    def pull_event(self, event: dict[str, Any]) -> None:
+    def pull_event(self, event: PullEvent) -> None:
         """One bar per layer, fed by the engine's pull events."""
         if not self.enabled:
             return
-        layer, detail = event.get("id"), event.get("progressDetail") or {}
-        if not layer or "total" not in detail:
+        layer, total = event.layer, event.total
+        if not layer or total is None:
             return
         if self._pull is None:
             if self._status:
@@ -68,8 +71,8 @@ class RichReporter:
             )
             self._pull.start()
         if layer not in self._layers:
-            self._layers[layer] = self._pull.add_task(layer, total=detail["total"])
-        self._pull.update(self._layers[layer], completed=detail.get("current", 0), total=detail["total"])
+            self._layers[layer] = self._pull.add_task(layer, total=total)
+        self._pull.update(self._layers[layer], completed=event.current or 0, total=total)
 
     def _end_pull(self) -> None:
         if self._pull is not None:

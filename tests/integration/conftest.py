@@ -6,20 +6,24 @@ with the command that starts one.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
+
+F = TypeVar("F", bound=Callable[..., object])
 
 RUN_ID = uuid.uuid4().hex[:8]
 TEST_LABEL = "devbox-test.run"
@@ -84,6 +88,29 @@ def sweep(any_run: bool = False) -> None:
         ]
         if doomed:
             docker(kind, "rm", "-f", *doomed, check=False)
+
+
+def needs_tool(name: str) -> Callable[[F], F]:
+    """Skip a test that needs the program `name` where it is missing; in CI, fail instead.
+
+    .ci/run installs every such program (scripts/ensure-test-tools), so a missing one there is
+    a broken set-up, not a reason to test less.
+    """
+
+    def decorate(test: F) -> F:
+        if shutil.which(name):
+            return test
+        message = f"{name} is not installed; scripts/ensure-test-tools installs it"
+        if not os.environ.get("CI"):
+            return pytest.mark.skip(reason=message)(test)
+
+        @functools.wraps(test)
+        def failing(*args: object, **kwargs: object) -> None:
+            pytest.fail(message, pytrace=False)
+
+        return failing  # type: ignore[return-value]
+
+    return decorate
 
 
 @pytest.fixture(scope="session")

@@ -48,7 +48,7 @@ def test_up_reports_a_jupyter_url_whose_token_works(caller: Caller, engine: Engi
     jupyter, published = box["jupyter"], box["ports"]["jupyter"]
     url = urlsplit(jupyter["url"])
     assert url.hostname == "127.0.0.1" and published["address"] == "127.0.0.1"
-    assert url.port == published["host"] and published["host"] != 8888
+    assert url.port == published["host_port"] and published["host_port"] != 8888
     assert jupyter["auth"] == "token" and len(jupyter["token"]) >= 32
     base = f"{url.scheme}://{url.netloc}{url.path}"
     assert http_status(f"{base}api/status?token={jupyter['token']}") == 200
@@ -64,7 +64,7 @@ def test_two_owners_get_two_boxes_and_ls_separates_them(engine: Engine, tmp_path
     body = f"image: {NOTEBOOK6}\nports: {{jupyter: 8888}}"
     boxes = [up_json(who, str(who.write_profile("shared", body))) for who in (alice, bob)]
     assert boxes[0]["container"] != boxes[1]["container"]
-    assert boxes[0]["ports"]["jupyter"]["host"] != boxes[1]["ports"]["jupyter"]["host"]
+    assert boxes[0]["ports"]["jupyter"]["host_port"] != boxes[1]["ports"]["jupyter"]["host_port"]
     everyone = json.loads(alice.devbox("ls", "--all", "--json").stdout)
     owners = {b["owner"] for b in everyone if b["name"] == "shared"}
     assert {alice.owner, bob.owner} <= owners

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import Caller, Engine, docker
+from tests.integration.gpuhost import CAPTURES, STANDIN_SMI
 from tests.integration.test_lifecycle import NOTEBOOK6, container_exists, http_status, up_json
 
 
@@ -49,6 +50,12 @@ def test_gpus_on_an_engine_without_gpu_runtime_fail_with_the_fix(caller: Caller,
     if engine.has_gpu_runtime:
         pytest.skip("this engine has a GPU runtime: the failure path cannot happen here")
     profile = caller.write_profile("gpu", f"image: {NOTEBOOK6}\nports: {{jupyter: 8888}}\ngpus: all")
+    # GPUs nvidia-smi reports (without an inventory devbox refuses before the engine is asked).
+    smi = caller.cwd.parent / "smi"
+    smi.mkdir()
+    (smi / "nvidia-smi").symlink_to(STANDIN_SMI)
+    caller.environ["PATH"] = f"{smi}:{caller.environ.get('PATH', '/usr/bin:/bin')}"
+    caller.environ["DEVBOX_STANDIN_SMI"] = str(CAPTURES / "h100x8")
     result = caller.devbox("up", str(profile), check=False)
     assert result.returncode == 1
     assert "no GPU runtime" in result.stderr and "NVIDIA Container Toolkit" in result.stderr
@@ -125,8 +132,10 @@ def test_per_user_limits_hold_when_ups_race(caller: Caller, engine: Engine) -> N
     body = f"image: {NOTEBOOK6}\nports: {{jupyter: 8888}}"
     names = [f"race{i}" for i in range(5)]
     results = _up_at_once(caller, [str(caller.write_profile(n, body)) for n in names])
-    assert sorted(r.returncode for r in results) == [0, 0, 3, 3, 3], [r.stderr for r in results]
-    assert all("max_boxes_per_user = 2" in r.stderr for r in results if r.returncode == 3)
+    assert sorted(r.returncode for r in results) == [0, 0, 4, 4, 4], [r.stderr for r in results]
+    refused = [json.loads(r.stdout)["error"] for r in results if r.returncode == 4]  # --json: on stdout
+    assert all(e["kind"] == "no-capacity" for e in refused)
+    assert all("max_boxes_per_user = 2" in e["problems"][0]["message"] for e in refused)
     assert len(json.loads(caller.devbox("ls", "--json").stdout)) == 2
 
 

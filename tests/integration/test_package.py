@@ -54,3 +54,7 @@ def test_fresh_venv_pip_install_gives_a_working_devbox(tmp_path: Path) -> None:
         [venv / "bin/python", "-m", "devbox", "--version"], capture_output=True, text=True
     )
     assert module.stdout.startswith("devbox ")
+    # The guides travel inside the wheel too: `devbox help TOPIC` works without the repository.
+    guide = devbox("help", "profiles")
+    assert guide.returncode == 0, guide.stderr
+    assert guide.stdout.startswith("# Profiles")

@@ -118,7 +118,7 @@ def _client(person: Person, box: dict[str, Any]) -> paramiko.SSHClient:
     assert recorded, "devbox recorded no host key"
     client = paramiko.SSHClient()
     for key in recorded.values():
-        client.get_host_keys().add(f"[{ssh['host']}]:{ssh['port']}", key.get_name(), key)
+        client.get_host_keys().add(f"[{ssh['address']}]:{ssh['port']}", key.get_name(), key)
     client.set_missing_host_key_policy(paramiko.RejectPolicy())
     return client
 
@@ -132,12 +132,12 @@ def test_key_login_as_the_callers_uid_and_files_stay_theirs(person: Person) -> N
     box = _profile(person, "mybox")
     result = person.up(str(box))
     ssh = result["ssh"]
-    assert (ssh["host"], ssh["user"]) == ("127.0.0.1", TEST_ACCOUNT)
-    assert ssh["port"] == result["ports"]["ssh"]["host"]
+    assert (ssh["address"], ssh["user"]) == ("127.0.0.1", TEST_ACCOUNT)
+    assert ssh["port"] == result["ports"]["ssh"]["host_port"]
     client = _client(person, result)
     key = paramiko.RSAKey.from_private_key_file(ssh["identity_file"])  # the key devbox made and injected
     client.connect(
-        ssh["host"], ssh["port"], username=ssh["user"], pkey=key, look_for_keys=False, allow_agent=False
+        ssh["address"], ssh["port"], username=ssh["user"], pkey=key, look_for_keys=False, allow_agent=False
     )
     with client:
         assert _run(client, "id -u") == str(person.uid)
@@ -163,7 +163,7 @@ def test_a_changed_host_key_is_refused(person: Person) -> None:
     client = _client(person, result)
     with pytest.raises(paramiko.SSHException):
         client.connect(
-            result["ssh"]["host"], result["ssh"]["port"], username=TEST_ACCOUNT, look_for_keys=False
+            result["ssh"]["address"], result["ssh"]["port"], username=TEST_ACCOUNT, look_for_keys=False
         )
     # A rebuild makes and records a new key: in again.
     person.devbox("rebuild", "keyed")
@@ -178,7 +178,7 @@ def test_password_mode_logs_in_and_warns(person: Person) -> None:
     assert any("SSH keys are safer" in w for w in result["warnings"])
     client = _client(person, result)
     client.connect(
-        ssh["host"],
+        ssh["address"],
         ssh["port"],
         username=ssh["user"],
         password=ssh["password"],

@@ -6,15 +6,8 @@ import pytest
 
 from devbox.box.state import Box
 from devbox.errors import DevboxError
-from devbox.placement.gpus import (
-    Gpu,
-    NoFreeGpu,
-    allocate,
-    declared_inventory,
-    holdings,
-    losing_to,
-    parse_smi_csv,
-)
+from devbox.placement.gpus import NoFreeGpu, allocate, holdings, losing_to
+from devbox.placement.inventory import Gpu, declared_inventory, parse_smi_csv
 from devbox.profile.model import GpuRequest
 
 SMI = """0, GPU-aaaa-0001, NVIDIA H100 80GB HBM3, 81559, 70000, 95
@@ -35,7 +28,7 @@ def test_nvidia_smi_csv() -> None:
     assert [(g.index, g.uuid, g.memory_used, g.utilization) for g in gpus] == [
         ("0", "GPU-aaaa-0001", 70000, 95),
         ("1", "GPU-aaaa-0002", 10, 0),
-        ("2", "GPU-aaaa-0003", 3000, 0),
+        ("2", "GPU-aaaa-0003", 3000, None),  # [N/A] is unknown, not 0
     ]
     assert gpus[0].name == "NVIDIA H100 80GB HBM3" and gpus[0].memory_total == 81559
 

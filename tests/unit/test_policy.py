@@ -6,7 +6,7 @@ import pytest
 
 from devbox.errors import InvalidInput, PolicyRefusal
 from devbox.ops import resolve
-from devbox.policy import rules
+from devbox.policy import capacity, rules
 from tests.conftest import Sandbox
 
 POLICY = """
@@ -70,7 +70,9 @@ def test_policy_defaults_apply_and_unset_quotas_are_capped(sandbox: Sandbox) -> 
     resolved = resolve.resolve("p.yaml", sandbox.settings())
     assert resolved.profile.shm_size == 1024**3  # the profile beats the defaults
     assert resolved.profile.resources.pids == 4096  # from the defaults
-    assert resolved.profile.resources.cpus == 16.0 and resolved.profile.resources.memory == 64 * 1024**3
+    host = capacity.local()  # the maxima, but never more than this machine has
+    assert resolved.profile.resources.cpus == min(16.0, host.cpus or 16)
+    assert resolved.profile.resources.memory == min(64 * 1024**3, host.memory or 64 * 1024**3)
 
 
 def test_no_policy_file_is_permissive(sandbox: Sandbox) -> None:

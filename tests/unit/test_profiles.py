@@ -78,7 +78,6 @@ def test_unknown_key_suggests_the_right_one(sandbox: Sandbox) -> None:
         ("none", GpuRequest("none")),
         (0, GpuRequest("none")),
         (2, GpuRequest("count", count=2)),
-        ("2", GpuRequest("count", count=2)),
         ([0, 3], GpuRequest("devices", devices=("0", "3"))),
         ("0,3", GpuRequest("devices", devices=("0", "3"))),
         (["GPU-4b2c7e1a-aaaa"], GpuRequest("devices", devices=("GPU-4b2c7e1a-aaaa",))),

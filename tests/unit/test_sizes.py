@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from devbox.sizes import format_size, parse_size
+from devbox.sizes import MAX_SIZE, format_size, parse_size
 
 
 @pytest.mark.parametrize(
@@ -33,3 +33,15 @@ def test_non_sizes_are_rejected(text: object) -> None:
 def test_format_size_is_the_shortest_exact_unit(size: int, text: str) -> None:
     assert format_size(size) == text
     assert parse_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["9" * 400, "9" * 5000 + "t", "99999999999999999999t", "8388608t", 2**63])
+def test_sizes_past_what_docker_stores_never_raise(text: str | int) -> None:
+    # float() made 400 digits inf and int(inf) raised OverflowError: "failed unexpectedly".
+    size = parse_size(text)
+    assert size is not None and size > MAX_SIZE
+
+
+def test_sizes_are_exact_not_floats() -> None:
+    assert parse_size("8388607t") == 8388607 * 1024**4 <= MAX_SIZE
+    assert parse_size("1." + "0" * 5000 + "1k") == 1024

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
 import shlex
-from typing import Any
 
 from devbox import sizes
 from devbox.box.spec import ContainerSpec, Mount, PortBinding
@@ -28,8 +26,10 @@ def _publish(port: PortBinding) -> str:
 
 
 def _mount_args(mount: Mount, volume_labels: dict[str, str]) -> list[str]:
-    if mount.type == "bind" and not any(c in mount.source + mount.target for c in ":,"):
-        # -v (not --mount) so a missing folder is created, as users expect from docker run -v.
+    if mount.type == "bind":
+        # -v (not --mount) so a missing folder is created, as users expect from docker run -v,
+        # and because `up` sends the same SOURCE:TARGET:MODE as Binds: what render prints is
+        # what up does. A ':' in either path cannot be said that way; the profile refuses it.
         return ["-v", f"{mount.source}:{mount.target}" + (":ro" if mount.readonly else "")]
     parts = [f"type={mount.type}", f"source={mount.source}", f"target={mount.target}"]
     if mount.readonly:
@@ -61,6 +61,8 @@ def docker_run_argv(spec: ContainerSpec) -> list[str]:
         argv += ["--cpus", f"{spec.nano_cpus / 1e9:g}"]
     if spec.pids_limit is not None:
         argv += ["--pids-limit", str(spec.pids_limit)]
+    if spec.disk is not None:
+        argv += ["--storage-opt", f"size={sizes.format_size(spec.disk)}"]
     for port in spec.ports:
         argv += ["-p", _publish(port)]
     for mount in spec.mounts:
@@ -93,11 +95,3 @@ def docker_build_argv(spec: ContainerSpec) -> list[str] | None:
 def shell_command(argv: list[str]) -> str:
     """`argv` quoted for a POSIX shell, copy-pastable."""
     return shlex.join(argv)
-
-
-def to_json(spec: ContainerSpec) -> dict[str, Any]:
-    """The spec as JSON-ready data, with the equivalent docker commands."""
-    data = dataclasses.asdict(spec)
-    data["docker_run"] = docker_run_argv(spec)
-    data["docker_build"] = docker_build_argv(spec)
-    return data

@@ -56,6 +56,9 @@ def create_body(
         "Memory": spec.memory,
         "NanoCpus": spec.nano_cpus,
         "PidsLimit": spec.pids_limit,
+        # Only some storage drivers can cap the writable layer; the others refuse the box
+        # (docs/policy.md, `devbox doctor`).
+        "StorageOpt": {"size": str(spec.disk)} if spec.disk is not None else None,
     }
     body: dict[str, Any] = {
         "Image": spec.image,

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from devbox.box import labels
-from devbox.box.state import Box, MountInfo, Published, gpus_from_label, port_names_from_label
+from devbox.box.state import Box, BoxConfig, MountInfo, Published, gpus_from_label, port_names_from_label
 
 
 def created_ns(text: str) -> int:
@@ -74,6 +74,30 @@ def from_summary(item: dict[str, Any]) -> Box:
     )
 
 
+def _bind(text: str) -> MountInfo:
+    # HostConfig.Binds holds what devbox asked for: "source:target:rw" (or ":ro").
+    source, _, rest = text.partition(":")
+    target, _, mode = rest.partition(":")
+    kind = "bind" if source.startswith("/") else "volume"
+    return MountInfo(kind, source, target, "ro" in mode.split(","))
+
+
+def _config(config: dict[str, Any], host_config: dict[str, Any]) -> BoxConfig:
+    """How the container was created: what drift compares and exec takes its user from."""
+    fixed: dict[int, int | None] = {}
+    for key, bindings in (host_config.get("PortBindings") or {}).items():
+        port = (bindings or [{}])[0].get("HostPort") or ""
+        fixed[int(key.split("/")[0])] = int(port) if port.isdecimal() and int(port) else None
+    return BoxConfig(
+        env=dict(e.split("=", 1) for e in config.get("Env") or [] if "=" in e),
+        user=config.get("User") or "",
+        workdir=config.get("WorkingDir") or "",
+        command=tuple(config.get("Cmd") or ()),
+        binds=tuple(_bind(b) for b in host_config.get("Binds") or []),
+        host_ports=fixed,
+    )
+
+
 def from_inspect(info: dict[str, Any]) -> Box:
     """A box from `GET /containers/{id}/json` (what `docker inspect` reads)."""
     config, state, host_config = (
@@ -110,4 +134,5 @@ def from_inspect(info: dict[str, Any]) -> Box:
         nano_cpus=host_config.get("NanoCpus") or None,
         pids_limit=host_config.get("PidsLimit") or None,
         tty=bool(config.get("Tty")),
+        config=_config(config, host_config),
     )

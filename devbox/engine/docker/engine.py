@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from devbox.box import labels, state
-from devbox.engine.base import BoxFailed, EngineUnavailable, NameTaken
+from devbox.engine.base import BoxFailed, EngineFacts, EngineUnavailable, NameTaken, PullEvent
 from devbox.engine.docker import decode
 from devbox.engine.docker.api import (
     ApiError,
@@ -25,7 +25,7 @@ from devbox.engine.docker.api import (
     demux,
 )
 from devbox.engine.docker.logfollow import LogFollower
-from devbox.errors import DevboxError
+from devbox.errors import DevboxError, Refused
 
 if TYPE_CHECKING:
     from devbox.box.spec import ContainerSpec
@@ -46,13 +46,6 @@ def unreachable(host: str, exc: BaseException) -> EngineUnavailable:
     )
 
 
-def _pull_hint(ref: str) -> str:
-    return (
-        "check the image name, that the engine reaches its registry, and that you are logged in "
-        f"(docker login); or build it locally and tag it {ref}"
-    )
-
-
 def connect(host: str, timeout: float) -> DockerEngine:
     """A client of the Docker engine at `host`. Nothing is sent yet."""
     if can_reach_directly(host) and os.environ.get("DEVBOX_ENGINE_CLIENT") != "docker-py":
@@ -66,7 +59,7 @@ def connect(host: str, timeout: float) -> DockerEngine:
 
 
 class DockerEngine:
-    """Box-level operations on one Docker engine."""
+    """Box-level operations on one Docker engine: the `Engine` protocol over the Docker API."""
 
     def __init__(self, api: DockerAPI, host: str) -> None:
         self.api = api
@@ -121,41 +114,47 @@ class DockerEngine:
 
     # --- reading -------------------------------------------------------------------------
 
-    def inspect(self, container: str) -> dict[str, Any] | None:
+    def _inspect_json(self, container: str) -> dict[str, Any] | None:
         """Inspect output, or None if there is no such container."""
         result: dict[str, Any] | None = self._get_or_none(DockerAPI.path("/containers/{}/json", container))
         return result
 
-    def version(self) -> dict[str, Any]:
-        """GET /version: the engine's version and API version."""
-        result: dict[str, Any] = self._call("GET", "/version", doing="asking its version")
-        return result
+    def facts(self) -> EngineFacts:
+        """GET /version and /info: version, API version, runtimes, CDI dirs, storage root."""
+        version = self._call("GET", "/version", doing="asking its version")
+        info = self._call("GET", "/info", doing="asking for its configuration")
+        runtimes = info.get("Runtimes") or {}
+        return EngineFacts(
+            "Docker",
+            str(version.get("Version")),
+            str(version.get("ApiVersion")),
+            tuple(runtimes) if isinstance(runtimes, dict) else (),
+            tuple(str(d) for d in info.get("CDISpecDirs") or []),
+            str(info.get("DockerRootDir") or "/var/lib/docker"),
+            str(info.get("Driver") or ""),
+            # DriverStatus: [["Backing Filesystem", "xfs"], ["Supports d_type", "true"], ...]
+            next(
+                (str(v) for k, v, *_ in info.get("DriverStatus") or [] if k == "Backing Filesystem"),
+                "",
+            ),
+        )
 
-    def system_info(self) -> dict[str, Any]:
-        """GET /info: runtimes, storage root, CDI dirs."""
-        result: dict[str, Any] = self._call("GET", "/info", doing="asking for its configuration")
-        return result
+    def inspect(self, container: str) -> state.Box | None:
+        """The full view of a container, or None; whoever owns it."""
+        info = self._inspect_json(container)
+        return decode.from_inspect(info) if info else None
 
     def created_ns(self, container: str) -> int:
         """When the engine created the container, in nanoseconds (0 if it is gone)."""
-        info = self.inspect(container)
+        info = self._inspect_json(container)
         return decode.created_ns(info["Created"]) if info else 0
 
     def find(self, container: str, owner: str) -> state.Box | None:
         """`owner`'s box container named `container`, or None; another owner's box is refused."""
-        info = self.inspect(container)
-        if not info:
-            return None
-        box = decode.from_inspect(info)
-        state.check_owner(box, owner)
+        box = self.inspect(container)
+        if box is not None:
+            state.check_owner(box, owner)
         return box
-
-    def inspect_own(self, container: str, owner: str) -> dict[str, Any] | None:
-        """Inspect output of `owner`'s container `container`, or None; another owner's is refused."""
-        info = self.inspect(container)
-        if info:
-            state.check_owner(decode.from_inspect(info), owner)
-        return info
 
     def list_boxes(self, owner: str | None) -> list[state.Box]:
         """All devbox boxes (one owner's, or everyone's) in one API call."""
@@ -170,6 +169,14 @@ class DockerEngine:
         """Labels of a local image (None when the engine does not have it)."""
         info = self._get_or_none(DockerAPI.path("/images/{}/json", ref))
         return None if info is None else dict((info.get("Config") or {}).get("Labels") or {})
+
+    def image_env(self, ref: str) -> dict[str, str] | None:
+        """The environment a local image sets (None when the engine does not have it)."""
+        info = self._get_or_none(DockerAPI.path("/images/{}/json", ref))
+        if info is None:
+            return None
+        pairs = (item.partition("=") for item in (info.get("Config") or {}).get("Env") or [])
+        return {key: value for key, _, value in pairs}
 
     def volumes(self, owner: str, box: str | None = None) -> list[str]:
         """Names of an owner's devbox volumes, optionally only those made for `box`."""
@@ -186,54 +193,17 @@ class DockerEngine:
 
     # --- images (docker-py: registry auth, build contexts) ----------------------------------
 
-    def pull(self, ref: str, on_event: Callable[[dict[str, Any]], None]) -> None:
-        """Pull `ref`, reporting progress events; errors inside the stream are raised."""
-        from devbox.engine.docker.dockerpy import client
+    def pull(self, ref: str, on_event: Callable[[PullEvent], None]) -> None:
+        """Pull `ref`, reporting each step; errors inside the stream are raised."""
+        from devbox.engine.docker import images
 
-        last_segment = ref.rsplit("/", 1)[-1]
-        repo, tag = ref.rsplit(":", 1) if ":" in last_segment and "@" not in ref else (ref, None)
-        try:
-            for event in client().pull(repo, tag=tag, stream=True, decode=True):
-                if "error" in event or "errorDetail" in event:
-                    detail = (event.get("errorDetail") or {}).get("message") or event.get("error")
-                    raise BoxFailed(f"cannot pull {ref}: {detail}", _pull_hint(ref))
-                on_event(event)
-        except DevboxError:
-            raise
-        except Exception as exc:  # docker-py raises APIError, requests errors, ...
-            explanation = getattr(exc, "explanation", None) or str(exc)
-            raise BoxFailed(f"cannot pull {ref}: {explanation}", _pull_hint(ref)) from None
+        images.pull(ref, on_event)
 
     def build(self, spec: ContainerSpec, no_cache: bool, on_line: Callable[[str], None]) -> None:
         """Build the image of a `build:` profile, streaming its output."""
-        from devbox.engine.docker.dockerpy import client
+        from devbox.engine.docker import images
 
-        assert spec.build is not None
-        tail: list[str] = []
-        try:
-            stream = client().build(
-                path=spec.build.context,
-                dockerfile=spec.build.dockerfile,
-                tag=spec.image,
-                buildargs=spec.build.args,
-                nocache=no_cache,
-                rm=True,
-                decode=True,
-                labels={labels.OWNER: spec.owner, labels.BOX: spec.box},
-            )
-            for event in stream:
-                if "error" in event:
-                    raise BoxFailed(
-                        f"building {spec.image} failed: {str(event['error']).strip()}",
-                        "last build output:\n" + "\n".join(tail[-10:]),
-                    )
-                for line in str(event.get("stream", "")).splitlines():
-                    tail.append(line)
-                    on_line(line)
-        except DevboxError:
-            raise
-        except Exception as exc:
-            raise BoxFailed(f"building {spec.image} failed: {exc}") from None
+        images.build(spec, no_cache, on_line)
 
     # --- containers ------------------------------------------------------------------------
 
@@ -254,7 +224,7 @@ class DockerEngine:
                     continue
                 holder = (existing.get("Labels") or {}).get(labels.OWNER)
                 if holder and holder != spec.owner:
-                    raise DevboxError(
+                    raise Refused(
                         f"volume {volume} belongs to {holder}, not to {spec.owner}",
                         "rename the volume in your profile (volumes: NAME:/path)",
                     )
@@ -268,9 +238,15 @@ class DockerEngine:
         return str(created["Id"])
 
     def remove_volumes(self, names: list[str]) -> None:
-        """Remove volumes this process made for a box that then failed (never older ones)."""
-        for volume in names:
+        """Remove volumes this process made for a box that then failed (never older ones).
+
+        They are no longer "made": a later failure in this process must not remove a volume
+        of the same name that someone made meanwhile.
+        """
+        for volume in list(names):  # `names` is often volumes_made itself
             self.remove_volume(volume)
+            if volume in self.volumes_made:
+                self.volumes_made.remove(volume)
 
     def put_files(self, container: str, files: dict[str, tuple[str, int]]) -> None:
         """Copy files ({absolute path: (text, mode)}, owned by root) into a container before it starts."""
@@ -358,7 +334,7 @@ class DockerEngine:
         self, container: str, follow: bool, tail: int | str, since: float | None, tty: bool | None
     ) -> tuple[Response, bool]:
         if tty is None:  # callers holding the container's inspect output pass it and save a call
-            info = self.inspect(container) or {}
+            info = self._inspect_json(container) or {}
             tty = bool((info.get("Config") or {}).get("Tty"))
         path = DockerAPI.path(
             "/containers/{}/logs",

@@ -1,0 +1,47 @@
+"""`devbox help TOPIC`: the guides under docs/, shipped inside the wheel. Standard library only.
+
+A pip user has no repository checkout, so hints and help point here (`devbox help profiles`)
+rather than at docs/ paths. pyproject.toml puts docs/*.md into the wheel as
+devbox/bundled_docs; a source checkout reads docs/ itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+# topic -> what it covers; each is docs/<topic>.md
+TOPICS = {
+    "cli": "every command and option, the --json output, environment, exit codes",
+    "profiles": "writing a profile: image, GPUs, ports, volumes, env, extends; where they are found",
+    "policy": "the lab policy file: defaults, limits, allowed images, mounts",
+    "gpus": "how GPUs are given out, shown and checked on a shared server",
+    "image": "the devbox image protocol: user, SSH key, Jupyter token, credentials line",
+}
+
+
+def docs_dir() -> Path:
+    """The guides: inside the wheel, or `docs/` of a source checkout."""
+    package_dir = Path(__file__).resolve().parent.parent
+    installed = package_dir / "bundled_docs"
+    if installed.is_dir():
+        return installed
+    return package_dir.parent / "docs"
+
+
+def listing() -> str:
+    """What `devbox help` alone prints: the topics and where command help is."""
+    width = max(len(name) for name in TOPICS) + 2
+    lines = ["Help topics (devbox help TOPIC):", ""]
+    lines += [f"  {name:<{width}}{text}" for name, text in TOPICS.items()]
+    lines += ["", "A command's options: devbox COMMAND --help (or devbox help COMMAND)."]
+    return "\n".join(lines)
+
+
+def text(topic: str) -> str | None:
+    """The guide `topic` as Markdown; None for no such topic (or a wheel without the guides)."""
+    if topic not in TOPICS:
+        return None
+    try:
+        return (docs_dir() / f"{topic}.md").read_text(encoding="utf-8")
+    except OSError:
+        return None
