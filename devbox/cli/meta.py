@@ -1,7 +1,7 @@
 """`devbox version`, `completion`, `help` and the hidden `__complete`, without typer.
 
 fast.run hands these here; a form this does not know (a typo, --help) goes to the typer
-commands in meta_cmds.py, which call the same functions.
+commands in commands/meta.py, which call the same functions.
 """
 
 from __future__ import annotations

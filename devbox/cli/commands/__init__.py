@@ -1,4 +1,4 @@
-"""The full typer app: importing the command modules registers them.
+"""The full typer app: importing the command modules (one per group of commands) registers them.
 
 Each command's summary (the first line of its help) comes from fast.COMMANDS, which the
 typer-free `devbox --help` prints too, and its --help ends with its examples (examples.py):
@@ -7,10 +7,11 @@ one place for each text. A unit test keeps the docstrings' first lines equal to 
 
 from __future__ import annotations
 
-from devbox.cli import admin_cmds, box_cmds, examples, fast, meta_cmds, profile_cmds, ssh_cmds
+from devbox.cli import examples, fast
 from devbox.cli.app import app
+from devbox.cli.commands import admin, box, meta, profile, ssh
 
-__all__ = ["admin_cmds", "app", "box_cmds", "meta_cmds", "profile_cmds", "ssh_cmds"]
+__all__ = ["admin", "app", "box", "meta", "profile", "ssh"]
 
 
 def _name(info: object) -> str:
