@@ -78,28 +78,41 @@ def wait_ready(
             f"box '{profile.name}' did not print its {missing} within {profile.ready_timeout:g} s",
             f"it is still running (devbox logs {profile.name}); if it is slow, raise ready.timeout",
         )
-    ssh = box.port("ssh")
-    if (
-        watching.expect_ssh
-        and ssh
-        and ssh.host
-        and not ssh_banner(reports.display_address(ssh.address), ssh.host, deadline)
+    # The log line alone can come first: Jupyter Server 2.21 prints its URL a few milliseconds
+    # before it accepts connections, and a URL that resets the first request is not ready.
+    for port_name, expected, says, protocol in (
+        ("jupyter", watching.expect_jupyter, HTTP_REQUEST, b"HTTP/"),
+        ("ssh", watching.expect_ssh, None, b"SSH-"),
     ):
-        raise NotReady(
-            f"box '{profile.name}' said SSH is up, but port {ssh.host} sends no SSH banner",
-            f"it is still running: devbox logs {profile.name}",
-        )
+        port = box.port(port_name)
+        if not (expected and port and port.host):
+            continue
+        if not answers(reports.display_address(port.address), port.host, says, protocol, deadline):
+            raise NotReady(
+                f"box '{profile.name}' printed its {port_name} login, but port {port.host} does not answer",
+                f"it is still running: devbox logs {profile.name}",
+            )
     return box, watching.found
 
 
-def ssh_banner(address: str, port: int, deadline: float) -> bool:
-    """True once the published port answers like an SSH server (the log line alone could lie)."""
+# What a Jupyter server answers without a token, touching nothing (a redirect or a 403).
+HTTP_REQUEST = b"HEAD / HTTP/1.0\r\n\r\n"
+
+
+def answers(address: str, port: int, request: bytes | None, protocol: bytes, deadline: float) -> bool:
+    """True once the published port answers in `protocol` (an SSH banner, an HTTP status line).
+
+    A port the engine publishes accepts connections before the server inside does, so only
+    an answer proves the server is there.
+    """
     while time.monotonic() < deadline:
         try:
             with socket.create_connection((address, port), timeout=2) as conn:
-                if conn.recv(64).startswith(b"SSH-"):
+                if request:
+                    conn.sendall(request)
+                if conn.recv(64).startswith(protocol):
                     return True
         except OSError:
             pass
-        time.sleep(0.1)
+        time.sleep(0.05)
     return False
