@@ -144,7 +144,8 @@ class DownResult:
     removed: bool
     volumes_removed: tuple[str, ...] = ()
     volumes_kept: tuple[str, ...] = ()
-    volumes_in_use: tuple[str, ...] = ()
+    # Volumes --purge left because a container still mounts them: (volume, those containers).
+    volumes_in_use: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 def box_volumes(engine: Engine, owner: str, name: str, container: str) -> list[str]:
@@ -174,7 +175,7 @@ def down(
         box is not None,
         tuple(removed),
         tuple(v for v in kept if v not in removed and v not in in_use),
-        tuple(f"{v} (used by {', '.join(engine.volume_users(v))})" for v in in_use),
+        tuple((v, tuple(engine.volume_users(v))) for v in in_use),
     )
 
 

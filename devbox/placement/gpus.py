@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from devbox.box.state import Box
-from devbox.errors import NoCapacity, Refused
+from devbox.errors import NoCapacity, NotFound, Refused
 from devbox.placement import inventory as host
 from devbox.placement.inventory import Gpu
 from devbox.profile.model import GpuRequest
@@ -24,6 +24,14 @@ HOLDING_STATES = ("created", "running", "restarting", "paused")
 
 class NoFreeGpu(NoCapacity):
     """The GPUs asked for are held by other boxes (or do not exist): kind no-capacity."""
+
+
+class NoSuchGpu(NotFound):
+    """A GPU index or UUID this host does not have: no box going down would make it appear."""
+
+
+class MoreGpusThanHost(Refused):
+    """A count larger than the host's GPUs: waiting would never help, so not no-capacity."""
 
 
 class NoGpuInventory(Refused):
@@ -158,12 +166,17 @@ def allocate(
     unheld = [g for g in gpus if g.index not in held]
     free = [g for g in unheld if g.index not in busy]
     if request.kind == "count":
+        if request.count > len(gpus):
+            raise MoreGpusThanHost(
+                f"asked for {request.count} GPUs, and this host has {len(gpus)}",
+                f"ask for at most gpus: {len(gpus)}",
+            )
         if len(free) < request.count:
             reasons = [f"held: {holders_text(held)}"] if held else []
             reasons += [f"busy outside devbox: {busy_text(busy)}"] if busy else []
             raise NoFreeGpu(
                 f"no free GPU: asked for {request.count}, {len(free)} of {len(gpus)} free",
-                "; ".join(reasons) or "this host has fewer GPUs than that",
+                "; ".join(reasons),
             )
         # Least used first: an idle GPU beats one another process is already loading.
         chosen = sorted(free, key=lambda g: (g.memory_used or 0, g.utilization or 0, int(g.index)))
@@ -172,7 +185,7 @@ def allocate(
         unknown = [d for d in request.devices if d not in by_key]
         if unknown:
             known = ", ".join(g.index for g in gpus)
-            raise NoFreeGpu(f"no GPU {', '.join(unknown)} on this host", f"GPUs here: {known}")
+            raise NoSuchGpu(f"no GPU {', '.join(unknown)} on this host", f"GPUs here: {known}")
         wanted = [by_key[d].index for d in request.devices]
         taken = {i: held[i] for i in wanted if i in held}
         if taken:

@@ -98,7 +98,11 @@ def declared_inventory(value: str) -> list[Gpu]:
                 [Problem(Origin("DEVBOX_GPU_INVENTORY"), "at most 1024")],
                 "set it to the number of GPUs, e.g. 8",
             )
-        return [Gpu(str(i), f"GPU-declared-{i}", "declared GPU", 0, 0, 0, True) for i in range(int(value))]
+        # A count says how many, nothing else: memory and use are unknown (null), never 0.
+        return [
+            Gpu(str(i), f"GPU-declared-{i}", "declared GPU", None, None, None, True)
+            for i in range(int(value))
+        ]
     path = Path(value)
     where = Origin("DEVBOX_GPU_INVENTORY")
     if not files.is_file(value):  # never raises, whatever the variable holds

@@ -134,6 +134,13 @@ class SwitchJson(ReportJson):
     stopped: list[str]
 
 
+class VolumeInUseJson(TypedDict):
+    """A volume `down --purge` kept: the containers that still mount it."""
+
+    name: str
+    used_by: list[str]
+
+
 class DownJson(TypedDict):
     """`down --json`: whether the box was there to remove, and what became of its volumes."""
 
@@ -144,7 +151,7 @@ class DownJson(TypedDict):
     removed: bool
     volumes_removed: list[str]
     volumes_kept: list[str]
-    volumes_in_use: list[str]
+    volumes_in_use: list[VolumeInUseJson]
 
 
 # --- admin ---------------------------------------------------------------------------------

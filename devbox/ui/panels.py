@@ -79,7 +79,7 @@ def down_summary(out: Console, result: DownResult, name: str) -> None:
         out.print(f"no box named {escape(name)}: nothing to remove")
     for volume in result.volumes_removed:
         out.print(f"deleted volume {escape(volume)}")
-    for volume in result.volumes_in_use:
-        out.print(f"[yellow]kept volume {escape(volume)}[/]")
+    for volume, users in result.volumes_in_use:
+        out.print(f"[yellow]kept volume {escape(volume)} (used by {escape(', '.join(users))})[/]")
     if result.volumes_kept:
         out.print(f"kept volumes (your data): {escape(', '.join(result.volumes_kept))}; --purge deletes them")

@@ -34,6 +34,9 @@ def styled(stream: IO[Any] | None, environ: Mapping[str, str] | None = None) -> 
 
 
 def animated(stream: IO[Any] | None, environ: Mapping[str, str] | None = None) -> bool:
-    """A spinner may redraw lines on `stream`: a terminal that is not TERM=dumb."""
-    env = os.environ if environ is None else environ
-    return is_terminal(stream) and env.get("TERM") != "dumb"
+    """A spinner may redraw lines on `stream`: a terminal, no NO_COLOR, not TERM=dumb.
+
+    A spinner moves the cursor with escape sequences, so NO_COLOR (which asks for none at
+    all, as `devbox` documents it) gets plain step lines instead.
+    """
+    return styled(stream, environ)

@@ -176,7 +176,7 @@ def down_json(result: DownResult, name: str, owner: str, host: str) -> DownJson:
         "removed": result.removed,
         "volumes_removed": list(result.volumes_removed),
         "volumes_kept": list(result.volumes_kept),
-        "volumes_in_use": list(result.volumes_in_use),
+        "volumes_in_use": [{"name": v, "used_by": list(users)} for v, users in result.volumes_in_use],
     }
 
 

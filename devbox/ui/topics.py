@@ -7,6 +7,7 @@ devbox/bundled_docs; a source checkout reads docs/ itself.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 # topic -> what it covers; each is docs/<topic>.md
@@ -37,11 +38,26 @@ def listing() -> str:
     return "\n".join(lines)
 
 
+# A link to another guide, as the repository writes it: [docs/gpus.md](docs/gpus.md) or docs/gpus.md.
+_GUIDE_LINK = re.compile(
+    r"\[(?:docs/)?([a-z]+)\.md\]\((?:docs/)?[a-z]+\.md(#[^)]*)?\)|(?<![\w/])(?:docs/)?([a-z]+)\.md\b"
+)
+
+
+def _as_topic(match: re.Match[str]) -> str:
+    name = match.group(1) or match.group(3)
+    return f"`devbox help {name}`" if name in TOPICS else match.group(0)
+
+
 def text(topic: str) -> str | None:
-    """The guide `topic` as Markdown; None for no such topic (or a wheel without the guides)."""
+    """The guide `topic` as Markdown; None for no such topic (or a wheel without the guides).
+
+    Links between guides become `devbox help NAME`: a pip user has the topics, not docs/.
+    """
     if topic not in TOPICS:
         return None
     try:
-        return (docs_dir() / f"{topic}.md").read_text(encoding="utf-8")
+        guide = (docs_dir() / f"{topic}.md").read_text(encoding="utf-8")
     except OSError:
         return None
+    return _GUIDE_LINK.sub(_as_topic, guide)

@@ -152,6 +152,20 @@ def test_no_color_tables_under_a_terminal(caller: Caller, args: str, shown: str)
         assert shown in table and "\x1b" not in table, env  # ...NO_COLOR and TERM=dumb do not
 
 
+@needs_tool("script")
+def test_no_color_up_under_a_terminal_draws_no_spinner(caller: Caller) -> None:
+    # A spinner redraws its line with cursor escapes: under NO_COLOR, up prints plain steps.
+    profile = caller.write_profile("nocolor", "image: devbox/box:0.1\nports: {jupyter: 8888}")
+    environ = {**caller.environ, "TERM": "xterm-256color", "NO_COLOR": "1"}
+    try:
+        command = ["script", "-qec", f"{DEVBOX} up {profile}", "/dev/null"]
+        done = subprocess.run(command, cwd=caller.cwd, env=environ, capture_output=True, text=True)
+        assert "token=" in done.stdout and "\x1b" not in done.stdout, done.stdout
+        assert "waiting for jupyter URL" in done.stdout  # the steps, as lines
+    finally:
+        caller.devbox("down", "nocolor", check=False)
+
+
 # --- shell completion -------------------------------------------------------------------------
 
 

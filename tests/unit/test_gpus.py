@@ -6,7 +6,7 @@ import pytest
 
 from devbox.box.state import Box
 from devbox.errors import DevboxError
-from devbox.placement.gpus import NoFreeGpu, allocate, holdings, losing_to
+from devbox.placement.gpus import MoreGpusThanHost, NoFreeGpu, NoSuchGpu, allocate, holdings, losing_to
 from devbox.placement.inventory import Gpu, declared_inventory, parse_smi_csv
 from devbox.profile.model import GpuRequest
 
@@ -56,9 +56,18 @@ def test_refusals_name_the_holders() -> None:
         allocate(GpuRequest("devices", devices=("GPU-aaaa-0001",)), gpus, held)
     with pytest.raises(NoFreeGpu, match="gpus: all needs every GPU"):
         allocate(GpuRequest("all"), gpus, held)
-    with pytest.raises(NoFreeGpu, match="no GPU 7"):
-        allocate(GpuRequest("devices", devices=("7",)), gpus, {})
     assert allocate(GpuRequest("devices", devices=("GPU-aaaa-0003",)), gpus, held) == ("2",)
+
+
+def test_a_request_this_host_can_never_meet_is_not_a_wait_for_capacity() -> None:
+    # no-capacity (exit 4) tells a script to wait or try another host; these never succeed here.
+    gpus = parse_smi_csv(SMI)
+    with pytest.raises(NoSuchGpu, match="no GPU 7") as unknown:
+        allocate(GpuRequest("devices", devices=("7",)), gpus, {})
+    assert unknown.value.kind == "not-found"
+    with pytest.raises(MoreGpusThanHost, match="asked for 4 GPUs, and this host has 3") as too_many:
+        allocate(GpuRequest("count", count=4), gpus, {})
+    assert too_many.value.kind == "refused" and too_many.value.hint == "ask for at most gpus: 3"
 
 
 def test_stopped_boxes_hold_nothing() -> None:

@@ -10,6 +10,8 @@ still a dependency upward.
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import devbox
@@ -149,3 +151,15 @@ def test_the_module_map_check_catches_a_missing_module(tmp_path: Path) -> None:
     doc = "## Layout\n\n```\nkernel → ops\n```\n\n```\ndevbox/\n  errors.py   the errors\n"
     doc += "  ops/\n    lifecycle.py  up\n```\n"
     assert missing_from_map(planted, doc) == ["ops/secret.py"]
+
+
+def test_loading_profiles_imports_no_engine_and_no_terminal_library() -> None:
+    # The profile layer is what render, completion and the fuzz test lean on: it must stay
+    # free of the engine, of docker-py and of the terminal libraries (they cost startup time).
+    code = "import sys, devbox.profile.loader; print('\\n'.join(sorted(sys.modules)))"
+    loaded = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    heavy = [m for m in loaded if m.split(".")[0] in ("rich", "typer", "click", "docker", "paramiko")]
+    engine = [m for m in loaded if m.startswith(("devbox.engine", "devbox.ops", "devbox.cli", "devbox.ui"))]
+    assert heavy == [] and engine == []

@@ -11,6 +11,8 @@ import pytest
 
 from devbox.ops import ready
 
+pytestmark = pytest.mark.real_sockets
+
 
 def _serve(reply: bytes | None, after_s: float = 0.0) -> Iterator[int]:
     """A loopback server that resets connections for `after_s`, then answers `reply` to each."""

@@ -18,7 +18,7 @@ from devbox.box.state import Box
 from devbox.engine.base import BoxFailed
 from devbox.engine.fake import FakeEngine
 from devbox.errors import DevboxError
-from devbox.ops import boxes, lifecycle, ready, resolve
+from devbox.ops import boxes, lifecycle, resolve
 from devbox.ops.ready import BoxExited
 from devbox.ops.reporter import QuietReporter
 from devbox.placement.gpus import NoFreeGpu
@@ -28,13 +28,6 @@ from tests.conftest import Sandbox
 PLAIN = "devbox/box:0.1"  # prints its own token, as notebook does
 DEVBOX = "devbox/devbox:0.1"  # the devbox image protocol: devbox copies the token in
 NOTEBOOK = f"image: {PLAIN}\nports: {{jupyter: 8888}}\n"
-
-
-@pytest.fixture(autouse=True)
-def _published_ports_answer(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The fake engine publishes port numbers, not sockets: what its boxes "serve" is taken as
-    # answering. tests/unit/test_ready.py checks the probe itself on real sockets.
-    monkeypatch.setattr(ready, "answers", lambda *args: True)
 
 
 @pytest.fixture
