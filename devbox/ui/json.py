@@ -70,7 +70,7 @@ class BoxRefJson(TypedDict):
     container: str
     owner: str
     host: str
-    created: float | None
+    created: int | None
     created_iso: str | None
 
 
@@ -118,7 +118,7 @@ class SshJson(TypedDict):
 class ReportJson(BoxJson):
     """`up`, `info`, `rebuild --json`: the box and how to reach it."""
 
-    started: float | None
+    started: int | None
     started_iso: str | None
     action: str
     jupyter: JupyterJson | None

@@ -91,7 +91,9 @@ def error_json(exc: DevboxError) -> ErrorJson:
 
 def box_ref_json(box: Box, host: str) -> BoxRefJson:
     """Which box, on which engine, made when."""
-    created = box.created or None
+    # Whole seconds: `ls` reads the engine's list (seconds), `info` its inspect (nanoseconds);
+    # one box must show one time whichever command a script asks.
+    created = int(box.created) if box.created else None
     return {
         "name": box.name,
         "container": box.container,
@@ -147,7 +149,7 @@ def _ssh_json(result: BoxReport) -> SshJson | None:
 def report_json(result: BoxReport, host: str) -> ReportJson:
     """The one object `up`, `info` and `rebuild` print with --json."""
     jupyter = result.jupyter
-    started = result.box.started_at or None
+    started = int(result.box.started_at) if result.box.started_at else None
     return {
         **box_json(result.box, host),
         "started": started,
