@@ -11,7 +11,19 @@ import sys
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point.
+
+    A Ctrl-C while the rest of the CLI is still being imported (the first ~100 ms, before
+    its own error handling is in place) exits 130 quietly too, never with a traceback.
+    """
+    try:
+        _main()
+    except KeyboardInterrupt:
+        sys.stderr.write("error: interrupted\n")
+        sys.exit(130)
+
+
+def _main() -> None:
     from devbox.cli import fast, pipes
 
     pipes.install()  # `devbox ls | head -1`: a closed pipe ends devbox quietly, as it ends git
