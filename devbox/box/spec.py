@@ -164,6 +164,16 @@ def _hash(spec: ContainerSpec) -> str:
     return hashlib.sha256(blob).hexdigest()[:12]
 
 
+def _no_gpus(gpus: GpuRequest) -> dict[str, str]:
+    """`gpus: none` as the NVIDIA runtime understands it: the box sees no GPU.
+
+    nvidia/cuda images set ENV NVIDIA_VISIBLE_DEVICES=all: where the engine's default runtime
+    is nvidia, that would hand a box that asked for no GPU every GPU. In the spec, not at
+    placement, so `devbox render` prints the same `docker run` as `up` sends.
+    """
+    return {"NVIDIA_VISIBLE_DEVICES": "void"} if gpus.kind == "none" else {}
+
+
 def build(profile: Profile, ctx: HostContext, protocol: bool = False) -> ContainerSpec:
     """The container spec for `profile` run by `ctx.owner`, hash included.
 
@@ -189,7 +199,7 @@ def build(profile: Profile, ctx: HostContext, protocol: bool = False) -> Contain
         command=profile.command,
         # A host name is at most 63 characters; the kernel refuses longer ones at start.
         hostname=box.replace("_", "-").replace(".", "-")[:63].rstrip("-"),
-        env={**(protocol_env(profile, ctx) if protocol else {}), **profile.env},
+        env={**(protocol_env(profile, ctx) if protocol else {}), **profile.env, **_no_gpus(profile.gpus)},
         env_files=profile.env_files,
         labels={
             **profile.labels,

@@ -10,6 +10,7 @@ engine (docs/gpus.md).
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 
@@ -50,11 +51,9 @@ def create(
     """
     wanted = resolved.spec
     inventory, limited = _constraints(resolved)
-    if wanted.gpus.kind == "none":
-        # nvidia/cuda images set ENV NVIDIA_VISIBLE_DEVICES=all: where the engine's default
-        # runtime is nvidia, that would hand a box that asked for no GPU every GPU.
-        env = {**env, "NVIDIA_VISIBLE_DEVICES": "void"}
-    elif inventory and not inventory[0].declared:  # declared GPUs have no driver to match
+    # gpus: none is NVIDIA_VISIBLE_DEVICES=void in the spec itself (box/spec.py).
+    if wanted.gpus.kind != "none" and inventory and not inventory[0].declared:
+        # Declared GPUs have no driver to match.
         _check_cuda(engine, resolved, env)
     # Read before the lock: nvidia-smi takes a while on a busy host, and the lock is shared.
     apps = host.compute_apps(resolved.settings.environ) if inventory and not inventory[0].declared else []
@@ -86,7 +85,9 @@ def create(
                 everyone = engine.list_boxes(None)
                 winner = _winner_over(engine, box_id, ids, everyone)
             except BaseException:
-                engine.remove(box_id)
+                # The error that got here is the one to show, not one from cleaning up after it.
+                with contextlib.suppress(Exception):
+                    engine.remove(box_id)
                 raise
             if winner is None:
                 if notes is not None:

@@ -120,3 +120,14 @@ def test_a_fresh_volume_goes_to_the_boxs_user(sandbox: Sandbox) -> None:
     assert owner_for("nobody") == "nobody:"
     assert owner_for("root") is None
     assert owner_for("0:0") is None
+
+
+def test_render_prints_the_void_that_up_sends_for_a_box_without_gpus(sandbox: Sandbox) -> None:
+    # An image's ENV NVIDIA_VISIBLE_DEVICES=all would hand a GPU-less box every GPU where the
+    # default runtime is nvidia; the rendered docker run must close that as up does.
+    sandbox.write("work/plain.yaml", "image: devbox/box:0.1\ngpus: none\n")
+    sandbox.write("work/gpu.yaml", "image: devbox/box:0.1\ngpus: 1\n")
+    assert "NVIDIA_VISIBLE_DEVICES=void" in flag_values(argv(sandbox, "plain.yaml"), "-e")
+    assert not any(
+        v.startswith("NVIDIA_VISIBLE_DEVICES") for v in flag_values(argv(sandbox, "gpu.yaml"), "-e")
+    )
