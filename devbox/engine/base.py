@@ -154,6 +154,10 @@ class Engine(Protocol):
         """Copy root-owned files ({absolute path: (text, mode)}) into a container before it starts."""
         ...
 
+    def has_file(self, container: str, path: str) -> bool:
+        """True when `path` exists in the container (running or not): what put_files copied in."""
+        ...
+
     def own_folders(self, container: str, folders: list[str], uid: int, gid: int) -> None:
         """Before start: make `folders` (fresh volume roots) belong to uid:gid."""
         ...
@@ -168,6 +172,10 @@ class Engine(Protocol):
 
     def stop(self, container: str, timeout: int = 10) -> None:
         """Stop a container (killed after `timeout` s); gone is fine."""
+        ...
+
+    def rename(self, container: str, name: str) -> None:
+        """Give a container another name (NameTaken if a container already has it)."""
         ...
 
     def remove(self, container: str) -> None:

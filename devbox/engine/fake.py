@@ -221,6 +221,11 @@ class FakeEngine:
             found = self._must(container)
             found.files.update({path: text for path, (text, _) in files.items()})
 
+    def has_file(self, container: str, path: str) -> bool:
+        """True when `path` was copied into the container."""
+        with self.store.lock:
+            return path in self._must(container).files
+
     def own_folders(self, container: str, folders: list[str], uid: int, gid: int) -> None:
         """Nothing to do in memory."""
         self.store.calls.append(("own_folders", container))
@@ -274,6 +279,15 @@ class FakeEngine:
             if found is not None and found.status == "running":
                 found.status, found.exit_code, found.host_ports = "exited", 0, {}
                 self.store.calls.append(("stop", found.name))
+
+    def rename(self, container: str, name: str) -> None:
+        """Give a container another name (NameTaken if a container already has it)."""
+        with self.store.lock:
+            found = self._must(container)
+            if self.store.get(name) is not None:
+                raise NameTaken(f"Docker refused renaming {found.name} to {name}: the name is taken")
+            found.spec = replace(found.spec, name=name)
+            self.store.calls.append(("rename", name))
 
     def remove(self, container: str) -> None:
         """Remove a container (gone is fine)."""

@@ -13,7 +13,7 @@ from devbox.access.reports import BoxReport, report
 from devbox.box import labels, spec
 from devbox.box.resolved import Resolved
 from devbox.engine.base import BoxFailed, Engine
-from devbox.errors import InvalidInput, Origin, Problem
+from devbox.errors import DevboxError, InvalidInput, Origin, Problem
 from devbox.ops import porthint
 from devbox.ops.ready import BoxExited, NotReady, wait_ready
 from devbox.ops.reporter import Reporter
@@ -105,10 +105,20 @@ def _hand_over_new_volumes(engine: Engine, box_id: str, container_spec: spec.Con
         engine.chown_volumes(container_spec.image, fresh, owner)
 
 
-def _undo(engine: Engine, box_id: str) -> None:
-    """Remove a box that failed, and the volumes made for it just now (empty: no data lost)."""
-    engine.remove(box_id)
-    engine.remove_volumes(engine.volumes_made)
+def _undo(engine: Engine, box_id: str | None, failure: BaseException) -> None:
+    """Remove a box that failed, and the volumes made for it just now (empty: no data lost).
+
+    Never raises: an error while cleaning up (the engine gone, say) must not replace
+    `failure`, the one that says what went wrong; it is added to its hint instead.
+    """
+    try:
+        if box_id is not None:
+            engine.remove(box_id)
+        engine.remove_volumes(engine.volumes_made)
+    except Exception as exc:  # any: the failure being handled is the one to show
+        if isinstance(failure, DevboxError):
+            note = f"cleaning up failed too ({exc}); the next `devbox up` makes the box again"
+            failure.hint = f"{failure.hint}; {note}" if failure.hint else note
 
 
 def create(
@@ -122,8 +132,8 @@ def create(
     notes: list[str] = []  # e.g. a GPU asked for by number that something outside devbox uses
     try:
         box_id, container_spec = place.create(engine, resolved, env, made.labels if made else {}, notes)
-    except BaseException:
-        engine.remove_volumes(engine.volumes_made)  # e.g. made on a try that then lost its GPU
+    except BaseException as exc:
+        _undo(engine, None, exc)  # volumes made e.g. on a try that then lost its GPU
         raise
     try:
         if made:
@@ -134,7 +144,7 @@ def create(
         box, found = wait_ready(engine, box_id, resolved, reporter, since=None, tty=False)
     except BoxExited as exc:
         if not keep_failed:
-            _undo(engine, box_id)
+            _undo(engine, box_id, exc)
             exc.hint = (
                 f"the container was removed; --keep-failed keeps it for devbox logs {container_spec.box}"
             )
@@ -142,10 +152,10 @@ def create(
     except NotReady:
         raise
     except BoxFailed as exc:
-        _undo(engine, box_id)
+        _undo(engine, box_id, exc)
         raise porthint.explain(exc, resolved) from None
-    except BaseException:
-        _undo(engine, box_id)  # Ctrl-C or a crash: leave nothing half-made
+    except BaseException as exc:
+        _undo(engine, box_id, exc)  # Ctrl-C, a crash, the engine gone: leave nothing half-made
         raise
     config_dir = resolved.settings.user_config_dir
     if made:

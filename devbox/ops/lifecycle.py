@@ -8,6 +8,7 @@ its execution (`execute`).
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
@@ -23,6 +24,7 @@ from devbox.engine.base import Engine, NameTaken
 from devbox.errors import DevboxError
 from devbox.ops import ready
 from devbox.ops.create import create, ensure_image, environment
+from devbox.ops.replace import half_made, replace_box, restore_aside
 from devbox.ops.reporter import Reporter
 from devbox.placement import place
 
@@ -60,16 +62,28 @@ def up(
     Two `up`s of one box on this host take turns (a per-box flock), so the second reports
     what the first made instead of racing it for the name, the volumes and the start.
     """
-    lock = f"box {engine.host} {resolved.spec.name}"
-    # As long as the other `up` may take to get its box ready, and the making before that.
-    wait = resolved.profile.ready_timeout + 120
-    what = f"devbox up {resolved.spec.name}"
-    with hostlock.user_lock(lock, resolved.settings.user_config_dir, what, timeout=wait):
-        box = engine.find(resolved.spec.name, resolved.spec.owner)
+    with _box_lock(engine, resolved, "up"):
+        box = restore_aside(engine, resolved)
         if box is not None:
             # Compare with the spec for the image as it is (a devbox image's spec differs).
             resolved = resolved.for_image(engine.image_labels(resolved.spec.image))
+            why = half_made(engine, box)
+            if why is not None:
+                # Left by an `up` interrupted while making it: starting it would fail every time.
+                reporter.step(f"removing {box.container}: {why} (an interrupted up left it)")
+                engine.remove(box.id)
+                box = None
         return execute(engine, plan_up(box, resolved.spec, recreate), resolved, reporter, keep_failed)
+
+
+def _box_lock(engine: Engine, resolved: Resolved, verb: str) -> AbstractContextManager[None]:
+    """The per-box flock `up` and `rebuild` take turns on (a rebuild sets the old box aside
+    for a while: an `up` meanwhile must not take that for a box killed halfway)."""
+    lock = f"box {engine.host} {resolved.spec.name}"
+    # As long as the other `up` may take to get its box ready, and the making before that.
+    wait = resolved.profile.ready_timeout + 120
+    what = f"devbox {verb} {resolved.spec.name}"
+    return hostlock.user_lock(lock, resolved.settings.user_config_dir, what, timeout=wait)
 
 
 def execute(
@@ -79,10 +93,10 @@ def execute(
     if plan.action in ("create", "recreate"):
         ensure_image(engine, resolved, reporter)
         resolved = resolved.for_image(engine.image_labels(resolved.spec.image))
-        if plan.box is not None:
-            engine.remove(plan.box.id)
         try:
-            return create(engine, resolved, reporter, keep_failed, "recreated" if plan.box else "created")
+            if plan.box is not None:
+                return replace_box(engine, resolved, reporter, plan.box, keep_failed, "recreated")
+            return create(engine, resolved, reporter, keep_failed, "created")
         except NameTaken:
             # Another `up` of this very box created it first: report that one, as a later
             # `up` would (waiting for it to be ready if need be).
@@ -121,19 +135,18 @@ def rebuild(engine: Engine, resolved: Resolved, reporter: Reporter, pull: bool, 
     """Fresh image (pulled or rebuilt) and a new container; named volumes are kept."""
     ensure_image(engine, resolved, reporter, pull=pull, build=True, no_cache=no_cache)
     resolved = resolved.for_image(engine.image_labels(resolved.spec.image))
-    old = engine.find(resolved.spec.name, resolved.spec.owner)
-    try:
-        place.check_fits(engine, resolved)  # before the old box goes: it stays if the new cannot
-    except DevboxError as exc:
+    with _box_lock(engine, resolved, "rebuild"):  # not while building: that may take long
+        old = restore_aside(engine, resolved)
+        try:
+            place.check_fits(engine, resolved)  # before the old box goes: it stays if the new cannot
+        except DevboxError as exc:
+            if old is not None:
+                kept = f"box '{resolved.spec.box}' was left as it was"
+                exc.hint = f"{exc.hint}; {kept}" if exc.hint else kept
+            raise
         if old is not None:
-            kept = f"box '{resolved.spec.box}' was left as it was"
-            exc.hint = f"{exc.hint}; {kept}" if exc.hint else kept
-        raise
-    if old is not None:
-        reporter.step(f"replacing {resolved.spec.name}")
-        engine.stop(old.id)
-        engine.remove(old.id)
-    return create(engine, resolved, reporter, keep_failed=False, action="rebuilt")
+            return replace_box(engine, resolved, reporter, old, keep_failed=False, action="rebuilt")
+        return create(engine, resolved, reporter, keep_failed=False, action="rebuilt")
 
 
 @dataclass(frozen=True)
@@ -185,20 +198,40 @@ def switch(engine: Engine, resolved: Resolved, reporter: Reporter) -> tuple[list
     If this one then fails, the others are started again: a failed switch leaves you where
     you were, not with no box at all.
     """
-    stopped = [
+    running = [
         box
         for box in engine.list_boxes(resolved.spec.owner)
         if box.running and box.container != resolved.spec.name
     ]
-    for box in stopped:
-        reporter.step(f"stopping {box.name}")
-        engine.stop(box.id)
+    stopped: list[Box] = []
     try:
+        for box in running:
+            reporter.step(f"stopping {box.name}")
+            stopped.append(box)  # before stopping: Ctrl-C during the stop still starts it again
+            engine.stop(box.id)
         return [b.name for b in stopped], up(engine, resolved, reporter)
-    except DevboxError as exc:
-        for box in stopped:
-            engine.start(box.id)
-        if stopped:
-            again = ", ".join(b.name for b in stopped)
+    except BaseException as exc:
+        # Ctrl-C included: a switch that did not finish leaves you where you were.
+        failed = _start_again(engine, stopped)
+        if not isinstance(exc, DevboxError):
+            raise
+        if failed:
+            exc.hint = f"{exc.hint + '; ' if exc.hint else ''}could not start again: {', '.join(failed)}"
+        again = ", ".join(b.name for b in stopped if not any(f.startswith(f"{b.name} (") for f in failed))
+        if again:
             exc.hint = f"{exc.hint + '; ' if exc.hint else ''}{again} started again, as before the switch"
         raise
+
+
+def _start_again(engine: Engine, boxes: list[Box]) -> list[str]:
+    """Start the boxes a failed switch stopped; returns those that would not start (with why).
+
+    An error here never replaces the one that made the switch fail.
+    """
+    failed: list[str] = []
+    for box in boxes:
+        try:
+            engine.start(box.id)
+        except Exception as exc:  # reported with the switch's own error
+            failed.append(f"{box.name} ({exc})")
+    return failed

@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from typing import Any, Protocol
 from urllib.parse import quote, urlencode, urlsplit
 
+from devbox.engine.base import EngineUnavailable
+
 DEFAULT_HOST = "unix:///var/run/docker.sock"
 
 
@@ -29,6 +31,29 @@ class ApiError(Exception):
         self.status = status
         self.message = message
         self.from_docker = from_docker  # Docker explains errors in JSON; other servers do not
+
+
+def unreachable(host: str, exc: BaseException) -> EngineUnavailable:
+    """The error for an engine that does not answer (or refuses the caller)."""
+    if isinstance(exc, PermissionError) or "Permission denied" in str(exc):
+        return EngineUnavailable(
+            f"permission denied on the Docker socket ({host})",
+            "add yourself to the docker group (sudo usermod -aG docker $USER) and log in again",
+        )
+    return EngineUnavailable(
+        f"cannot reach the Docker engine at {host}",
+        "is dockerd running? start it (sudo systemctl start docker), "
+        "or point DOCKER_HOST at a running engine",
+    )
+
+
+def not_docker(host: str, exc: BaseException) -> EngineUnavailable:
+    """The error for an answer no Docker engine gives: not JSON, or broken off midway."""
+    return EngineUnavailable(
+        f"{host} answered, but not as a Docker engine does (the answer broke off or is not JSON: {exc})",
+        "is it a Docker engine, and still running? point DOCKER_HOST at a running engine "
+        "(docker context ls shows yours)",
+    )
 
 
 def _raise_for_status(response: Response) -> None:
@@ -169,11 +194,16 @@ def can_reach_directly(host: str) -> bool:
 
 
 class DockerAPI:
-    """Engine API calls with JSON in and out; errors raised as ApiError."""
+    """Engine API calls with JSON in and out; errors raised as ApiError.
 
-    def __init__(self, transport: Transport, timeout: float = 60) -> None:
+    An engine that does not answer, or stops answering midway, is EngineUnavailable from every
+    call, never a bare OSError or JSON error: the verbs and their cleanup tell it apart that way.
+    """
+
+    def __init__(self, transport: Transport, timeout: float = 60, host: str = "the engine") -> None:
         self.transport = transport
         self.timeout = timeout
+        self.host = host
 
     @staticmethod
     def path(template: str, *names: str, **query: Any) -> str:
@@ -182,30 +212,43 @@ class DockerAPI:
         params = {k: json.dumps(v) if isinstance(v, dict) else v for k, v in query.items() if v is not None}
         return f"{path}?{urlencode(params)}" if params else path
 
-    def _open(self, method: str, path: str, body: Any, timeout: float | None) -> Response:
-        data = json.dumps(body).encode() if body is not None else None
-        response = self.transport.open(method, path, data, timeout)
-        _raise_for_status(response)
+    def _open(
+        self, method: str, path: str, data: bytes | None, timeout: float | None, content_type: str
+    ) -> Response:
+        try:
+            response = self.transport.open(method, path, data, timeout, content_type)
+            _raise_for_status(response)
+        except OSError as exc:
+            raise unreachable(self.host, exc) from None
         return response
+
+    def _read(self, response: Response) -> bytes:
+        try:
+            return response.read()
+        except OSError as exc:
+            raise unreachable(self.host, exc) from None
 
     def call(self, method: str, path: str, body: Any = None) -> Any:
         """One request; the decoded JSON answer (None when the engine sends no body)."""
-        raw = self._open(method, path, body, self.timeout).read()
-        return json.loads(raw) if raw.strip() else None
+        raw = self.raw(method, path, body)
+        try:
+            return json.loads(raw) if raw.strip() else None
+        except ValueError as exc:  # also what a body cut short by a dying engine gives
+            raise not_docker(self.host, exc) from None
 
     def raw(self, method: str, path: str, body: Any = None) -> bytes:
         """One request; the answer's bytes."""
-        return self._open(method, path, body, self.timeout).read()
+        data = json.dumps(body).encode() if body is not None else None
+        return self._read(self._open(method, path, data, self.timeout, "application/json"))
 
     def put_tar(self, path: str, tar: bytes) -> None:
         """Upload a tar archive (PUT /containers/{id}/archive)."""
-        response = self.transport.open("PUT", path, tar, self.timeout, "application/x-tar")
-        _raise_for_status(response)
-        response.read()
+        self._read(self._open("PUT", path, tar, self.timeout, "application/x-tar"))
 
     def stream(self, method: str, path: str, body: Any = None) -> Response:
         """A response to read as a stream (no read timeout: logs may be quiet for long)."""
-        return self._open(method, path, body, None)
+        data = json.dumps(body).encode() if body is not None else None
+        return self._open(method, path, data, None, "application/json")
 
 
 def demux(chunks: Iterator[bytes]) -> Iterator[bytes]:

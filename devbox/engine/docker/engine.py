@@ -8,14 +8,14 @@ docker-py. Engine errors become DevboxErrors with a hint here, once. Removal tol
 
 from __future__ import annotations
 
+import contextlib
 import os
-import re
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from devbox.box import labels, state
-from devbox.engine.base import BoxFailed, EngineFacts, EngineUnavailable, NameTaken, PullEvent
-from devbox.engine.docker import decode
+from devbox.engine.base import BoxFailed, EngineFacts, EngineUnavailable, PullEvent
+from devbox.engine.docker import decode, explain
 from devbox.engine.docker.api import (
     ApiError,
     DockerAPI,
@@ -23,37 +23,33 @@ from devbox.engine.docker.api import (
     SocketTransport,
     can_reach_directly,
     demux,
+    unreachable,
 )
 from devbox.engine.docker.logfollow import LogFollower
-from devbox.errors import DevboxError, Refused
+from devbox.errors import DevboxError
 
 if TYPE_CHECKING:
     from devbox.box.spec import ContainerSpec
 
-_PORT_IN_USE_RE = re.compile(r"(?:Bind for |listen tcp[46]? )\[?([0-9a-fA-F:.]*?)\]?:(\d+)")
-
-
-def unreachable(host: str, exc: BaseException) -> EngineUnavailable:
-    if isinstance(exc, PermissionError) or "Permission denied" in str(exc):
-        return EngineUnavailable(
-            f"permission denied on the Docker socket ({host})",
-            "add yourself to the docker group (sudo usermod -aG docker $USER) and log in again",
-        )
-    return EngineUnavailable(
-        f"cannot reach the Docker engine at {host}",
-        "is dockerd running? start it (sudo systemctl start docker; or scripts/ensure-engine), "
-        "or point DOCKER_HOST at a running engine",
-    )
+# Tries at making a box whose volumes a concurrent `down --purge` keeps removing.
+VOLUME_ATTEMPTS = 3
 
 
 def connect(host: str, timeout: float) -> DockerEngine:
     """A client of the Docker engine at `host`. Nothing is sent yet."""
     if can_reach_directly(host) and os.environ.get("DEVBOX_ENGINE_CLIENT") != "docker-py":
-        return DockerEngine(DockerAPI(SocketTransport(host), timeout), host)
+        try:
+            transport = SocketTransport(host)
+        except ValueError as exc:  # tcp://host:99999: urllib refuses the port
+            raise EngineUnavailable(
+                f"the engine address {host} is not valid: {exc}",
+                "DOCKER_HOST takes unix:///path/to/docker.sock or tcp://HOST:PORT (a port from 1 to 65535)",
+            ) from None
+        return DockerEngine(DockerAPI(transport, timeout, host), host)
     from devbox.engine.docker.dockerpy import DockerPyTransport
 
     try:
-        return DockerEngine(DockerAPI(DockerPyTransport(int(timeout)), timeout), host)
+        return DockerEngine(DockerAPI(DockerPyTransport(int(timeout)), timeout, host), host)
     except Exception as exc:  # docker-py wraps connection failures in many types
         raise unreachable(host, exc) from None
 
@@ -75,7 +71,12 @@ class DockerEngine:
         except OSError as exc:
             raise unreachable(self.host, exc) from None
 
-    def _get_or_none(self, path: str) -> Any:
+    def call(self, method: str, path: str, body: Any = None, doing: str = "talking to it") -> Any:
+        """One API call; engine errors as DevboxErrors (for the backend's helper modules)."""
+        return self._call(method, path, body, doing)
+
+    def get_or_none(self, path: str) -> Any:
+        """A GET's answer, or None when the engine has no such thing (404)."""
         try:
             return self.api.call("GET", path)
         except ApiError as exc:
@@ -87,36 +88,13 @@ class DockerEngine:
 
     def error(self, exc: ApiError, doing: str) -> DevboxError:
         """The DevboxError (with its fix) for an engine error."""
-        explanation = exc.message
-        if not exc.from_docker:
-            # Docker always says why; a bare status comes from something else on that address.
-            return EngineUnavailable(
-                f"{self.host} answered HTTP {exc.status} without a Docker error: not a Docker engine?",
-                "point DOCKER_HOST at a running engine (docker context ls shows yours)",
-            )
-        if exc.status == 409 and "is already in use" in explanation:
-            return NameTaken(f"Docker refused {doing}: the name is taken (another devbox made it meanwhile)")
-        if "could not select device driver" in explanation:
-            return BoxFailed(
-                "the engine has no GPU runtime, so it cannot attach GPUs",
-                "install the NVIDIA Container Toolkit and register it with Docker "
-                "(nvidia-ctk runtime configure --runtime=docker, then restart dockerd), "
-                "or start the box without GPUs: --gpus none",
-            )
-        port = _PORT_IN_USE_RE.search(explanation)
-        if port and ("already allocated" in explanation or "address already in use" in explanation):
-            return BoxFailed(
-                f"host port {port.group(2)} is already taken",
-                f"free port {port.group(2)}, or change it in the profile's ports: (or drop the host "
-                "part so the engine picks a free port)",
-            )
-        return BoxFailed(f"Docker refused {doing}: {explanation}")
+        return explain.engine_error(exc, self.host, doing)
 
     # --- reading -------------------------------------------------------------------------
 
     def _inspect_json(self, container: str) -> dict[str, Any] | None:
         """Inspect output, or None if there is no such container."""
-        result: dict[str, Any] | None = self._get_or_none(DockerAPI.path("/containers/{}/json", container))
+        result: dict[str, Any] | None = self.get_or_none(DockerAPI.path("/containers/{}/json", container))
         return result
 
     def facts(self) -> EngineFacts:
@@ -163,16 +141,16 @@ class DockerEngine:
 
     def image_exists(self, ref: str) -> bool:
         """True when `ref` is in the engine's image store."""
-        return self._get_or_none(DockerAPI.path("/images/{}/json", ref)) is not None
+        return self.get_or_none(DockerAPI.path("/images/{}/json", ref)) is not None
 
     def image_labels(self, ref: str) -> dict[str, str] | None:
         """Labels of a local image (None when the engine does not have it)."""
-        info = self._get_or_none(DockerAPI.path("/images/{}/json", ref))
+        info = self.get_or_none(DockerAPI.path("/images/{}/json", ref))
         return None if info is None else dict((info.get("Config") or {}).get("Labels") or {})
 
     def image_env(self, ref: str) -> dict[str, str] | None:
         """The environment a local image sets (None when the engine does not have it)."""
-        info = self._get_or_none(DockerAPI.path("/images/{}/json", ref))
+        info = self.get_or_none(DockerAPI.path("/images/{}/json", ref))
         if info is None:
             return None
         pairs = (item.partition("=") for item in (info.get("Config") or {}).get("Env") or [])
@@ -211,31 +189,35 @@ class DockerEngine:
         self, spec: ContainerSpec, env: dict[str, str], extra_labels: dict[str, str] | None = None
     ) -> str:
         """Create (not start) the box's container; returns its id. Volumes it made are undone on failure."""
-        from devbox.engine.docker import body
+        from devbox.engine.docker import body, volumes
 
-        made = []
-        try:
-            for volume in body.named_volumes(spec):
-                existing = self._get_or_none(DockerAPI.path("/volumes/{}", volume))
-                if existing is None:
-                    volume_body = {"Name": volume, "Labels": spec.volume_labels}
-                    self._call("POST", "/volumes/create", volume_body, doing=f"creating volume {volume}")
-                    made.append(volume)
+        names = body.named_volumes(spec)
+        for _ in range(VOLUME_ATTEMPTS):
+            made: list[str] = []
+            try:
+                labelled = volumes.prepare(self, spec, names, made)
+                path = DockerAPI.path("/containers/create", name=spec.name)
+                created = self._call(
+                    "POST", path, body.create_body(spec, env, extra_labels or {}), f"creating {spec.name}"
+                )
+                box_id = str(created["Id"])
+                lost = volumes.unlabelled(self, labelled)
+                if lost:
+                    # Removed between the check and the create (a `down --purge` beside this
+                    # `up`): the engine made it anew without labels. Never started, so empty.
+                    self.remove(box_id)
+                    self.remove_volumes([*made, *lost])
                     continue
-                holder = (existing.get("Labels") or {}).get(labels.OWNER)
-                if holder and holder != spec.owner:
-                    raise Refused(
-                        f"volume {volume} belongs to {holder}, not to {spec.owner}",
-                        "rename the volume in your profile (volumes: NAME:/path)",
-                    )
-            path = DockerAPI.path("/containers/create", name=spec.name)
-            create_body = body.create_body(spec, env, extra_labels or {})
-            created = self._call("POST", path, create_body, doing=f"creating {spec.name}")
-        except BaseException:
-            self.remove_volumes(made)
-            raise
-        self.volumes_made.extend(made)
-        return str(created["Id"])
+            except BaseException:
+                with contextlib.suppress(Exception):  # the error that got here is the one to show
+                    self.remove_volumes(made)
+                raise
+            self.volumes_made.extend(made)
+            return box_id
+        raise BoxFailed(
+            f"the volumes of {spec.name} were removed again and again while it was made",
+            "is a `devbox down --purge` of the same volumes running? run devbox up again when it is done",
+        )
 
     def remove_volumes(self, names: list[str]) -> None:
         """Remove volumes this process made for a box that then failed (never older ones).
@@ -258,6 +240,20 @@ class DockerEngine:
             )
         except ApiError as exc:
             raise self.error(exc, "copying the box's keys in") from None
+
+    def has_file(self, container: str, path: str) -> bool:
+        """True when `path` exists in the container (running or not): what put_files copied in."""
+        try:
+            # GET, not HEAD: the answer to HEAD carries a length but no body, which the
+            # transport would wait for. The files devbox copies in are a few hundred bytes.
+            self.api.raw("GET", DockerAPI.path("/containers/{}/archive", container, path=path))
+        except ApiError as exc:
+            if exc.status == 404:
+                return False
+            raise self.error(exc, "looking into the box") from None
+        except OSError as exc:
+            raise unreachable(self.host, exc) from None
+        return True
 
     def own_folders(self, container: str, folders: list[str], uid: int, gid: int) -> None:
         """Before start: make `folders` (e.g. fresh volume roots) belong to uid:gid, mode 0755."""
@@ -308,6 +304,11 @@ class DockerEngine:
         except ApiError as exc:
             if exc.status not in (304, 404):
                 raise self.error(exc, "stopping the box") from None
+
+    def rename(self, container: str, name: str) -> None:
+        """Give a container another name (NameTaken if a container already has it)."""
+        path = DockerAPI.path("/containers/{}/rename", container, name=name)
+        self._call("POST", path, doing=f"renaming the box to {name}")
 
     def remove(self, container: str) -> None:
         """Force-remove a container; already gone (404) or being removed (409) is fine."""
