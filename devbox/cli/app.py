@@ -53,7 +53,9 @@ stderr = shared.stderr
 
 
 ImageOpt = Annotated[str | None, typer.Option("--image", help="Use this image instead.")]
-GpusOpt = Annotated[str | None, typer.Option("--gpus", help="all | none | N | 0,3")]
+GpusOpt = Annotated[
+    str | None, typer.Option("--gpus", help="all | none | N (a count) | device=0,3 (those GPUs)")
+]
 ShmOpt = Annotated[str | None, typer.Option("--shm-size", help="Size of /dev/shm, e.g. 8g.")]
 CpusOpt = Annotated[str | None, typer.Option("--cpus", help="CPU quota, e.g. 4 or 0.5.")]
 MemoryOpt = Annotated[str | None, typer.Option("--memory", help="Memory limit, e.g. 16g.")]

@@ -64,12 +64,15 @@ def to_layers(overrides: Overrides, settings: Settings) -> tuple[list[Layer], li
     """One layer per flag given (so each problem names its flag), and the problems found."""
     problems: list[Problem] = []
     given: list[tuple[str, dict[str, Any]]] = []
-    gpus: str | int | None = overrides.gpus
+    gpus: str | int | list[str] | None = overrides.gpus
     text = (overrides.gpus or "").strip()
     if text.isdecimal() and len(text) <= 6 and int(text) > 0:
         # `--gpus 2` is a count, as for `docker run`; in a profile gpus: "2" (text) is refused
         # as ambiguous. `--gpus 0` stays text, refused likewise: it reads like GPU 0.
         gpus = int(text)
+    elif text.lower().startswith("device="):
+        # docker run's own way to name GPUs: --gpus device=0 (one index), device=0,3.
+        gpus = [part.strip() for part in text.split("=", 1)[1].split(",")]  # a list: never a count
     scalars = (
         ("--image", "image", overrides.image),
         ("--gpus", "gpus", gpus),

@@ -294,7 +294,7 @@ class RenderJson(TypedDict):
     volume_labels: dict[str, str]
     ports: dict[str, PortJson]
     volumes: list[VolumeJson]
-    gpus: GpuRequestJson
+    gpu_request: GpuRequestJson  # not `gpus`: that name holds GPU ids everywhere else
     shm_size: int | None
     memory: int | None
     nano_cpus: int | None

@@ -290,7 +290,11 @@ def render_json(spec: ContainerSpec, host: str, commands: RunCommands) -> Render
             {"type": m.type, "source": m.source, "target": m.target, "readonly": m.readonly}
             for m in spec.mounts
         ],
-        "gpus": {"kind": spec.gpus.kind, "count": spec.gpus.count, "devices": gpu_ids(spec.gpus.devices)},
+        "gpu_request": {
+            "kind": spec.gpus.kind,
+            "count": spec.gpus.count,
+            "devices": gpu_ids(spec.gpus.devices),
+        },
         "shm_size": spec.shm_size,
         "memory": spec.memory,
         "nano_cpus": spec.nano_cpus,

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from devbox.cli.commands import app
@@ -39,8 +40,16 @@ def test_render_json_is_one_document(sandbox: Sandbox) -> None:
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert (data["name"], data["container"], data["owner"]) == ("default", "devbox-alice-default", "alice")
-    assert data["gpus"] == {"kind": "count", "count": 1, "devices": []}
+    assert data["gpu_request"] == {"kind": "count", "count": 1, "devices": []}
     assert data["docker_run"][:2] == ["docker", "run"]
+
+
+@pytest.mark.parametrize(("flag", "devices"), [("device=0", [0]), ("device=0,3", [0, 3]), ("1,2", [1, 2])])
+def test_the_gpus_flag_names_gpus_as_docker_run_does(sandbox: Sandbox, flag: str, devices: list[int]) -> None:
+    # --gpus 0 reads like GPU 0 and is refused; docker's device=0 says it without doubt.
+    result = runner.invoke(app, ["render", "default", "--json", "--gpus", flag])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["gpu_request"] == {"kind": "devices", "count": 0, "devices": devices}
 
 
 def test_invalid_profile_exits_2_with_every_problem_located(sandbox: Sandbox) -> None:

@@ -121,7 +121,7 @@ def test_render(sandbox: Sandbox) -> None:
         assert result.exit_code == 0, result.output
         doc = contract.parse(result.stdout, shapes.RenderJson)
         assert (doc["name"], doc["container"], doc["owner"]) == ("default", "devbox-alice-default", "alice")
-        assert doc["gpus"] == {"kind": "devices", "count": 0, "devices": [0, 3]}
+        assert doc["gpu_request"] == {"kind": "devices", "count": 0, "devices": [0, 3]}
         assert doc["docker_run"][:2] == ["docker", "run"]
 
 
