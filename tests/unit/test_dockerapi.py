@@ -95,6 +95,20 @@ def test_an_answer_that_is_not_dockers_json_is_a_clear_error(body: bytes) -> Non
     assert "answered, but not as a Docker engine does" in caught.value.message
 
 
+class WebServer:
+    """A transport to a web server that is no engine: every path is its HTML 404 page."""
+
+    def open(self, *_: object) -> Answer:
+        return Answer(404, b"<!DOCTYPE HTML><html><body>File not found</body></html>")
+
+
+@pytest.mark.parametrize("look", [lambda e: e.image_exists("devbox/devbox:0.1"), lambda e: e.find("c", "me")])
+def test_a_web_servers_404_is_no_engine_not_a_missing_image(look: Callable[[DockerEngine], object]) -> None:
+    # Taken as "no such image", up went on to pull and failed with the server's HTML page.
+    with pytest.raises(EngineUnreachable, match="not a Docker engine"):
+        look(engine_over(WebServer()))
+
+
 def test_an_engine_address_with_a_port_out_of_range_is_a_clear_error() -> None:
     with pytest.raises(EngineUnreachable) as caught:
         connect("tcp://127.0.0.1:99999", 5)

@@ -80,7 +80,8 @@ class DockerEngine:
         try:
             return self.api.call("GET", path)
         except ApiError as exc:
-            if exc.status == 404:
+            if exc.status == 404 and exc.from_docker:
+                # Docker's 404 says what is missing; a bare one is a web server, not an engine.
                 return None
             raise self.error(exc, "reading from the engine") from None
         except OSError as exc:
