@@ -7,6 +7,7 @@ the very first login is verified against a key devbox recorded, never trust-on-f
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 from dataclasses import dataclass
@@ -73,16 +74,30 @@ def _make_login_key(private: Path, public_path: Path) -> None:
     import paramiko
 
     key = paramiko.RSAKey.generate(3072)
-    private.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    # Created 0600 from the start: the key is never readable by others, not even briefly.
-    # Public half first, private renamed into place last: whoever sees the private file
-    # sees a whole pair.
-    public_path.write_text(f"{key.get_name()} {key.get_base64()} devbox\n")
     partial = private.with_name(f"{private.name}.{os.getpid()}.partial")
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        key.write_private_key(handle)
-    os.replace(partial, private)
+    try:
+        private.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Created 0600 from the start: the key is never readable by others, not even briefly.
+        # Public half first, private renamed into place last: whoever sees the private file
+        # sees a whole pair.
+        public_path.write_text(f"{key.get_name()} {key.get_base64()} devbox\n")
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            key.write_private_key(handle)
+        os.replace(partial, private)
+    except OSError as exc:
+        for leftover in (partial, public_path):  # no half pair: the next try makes a whole one
+            with contextlib.suppress(OSError):
+                leftover.unlink()
+        raise _cannot_write(private.parent, exc) from None
+
+
+def _cannot_write(folder: Path, exc: OSError) -> DevboxError:
+    """A full or read-only config folder, said as such (not "failed unexpectedly")."""
+    return DevboxError(
+        f"cannot write devbox's SSH files in {folder}: {exc.strerror or exc}",
+        "free space there or make it writable, or point DEVBOX_CONFIG_DIR at another folder",
+    )
 
 
 @dataclass(frozen=True)
@@ -118,8 +133,11 @@ def record_host_key(config_dir: Path, alias: str, public: str) -> None:
     path = known_hosts_path(config_dir)
     lines = [line for line in _read(path) if line.split(" ", 1)[0] != alias]
     lines.append(f"{alias} {public}")
-    config_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path.write_text("".join(f"{line}\n" for line in lines))
+    try:
+        config_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path.write_text("".join(f"{line}\n" for line in lines))
+    except OSError as exc:
+        raise _cannot_write(config_dir, exc) from None
 
 
 def forget_host_key(config_dir: Path, alias: str) -> None:

@@ -231,6 +231,9 @@ def _start_again(engine: Engine, boxes: list[Box]) -> list[str]:
     failed: list[str] = []
     for box in boxes:
         try:
+            # A stop cut short by Ctrl-C goes on in the engine and would undo a start sent now;
+            # a second stop waits for it to finish (a no-op when the box is already stopped).
+            engine.stop(box.id)
             engine.start(box.id)
         except Exception as exc:  # reported with the switch's own error
             failed.append(f"{box.name} ({exc})")

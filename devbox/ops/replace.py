@@ -39,9 +39,11 @@ def replace_box(
     name = resolved.spec.name
     reporter.step(f"replacing {name}")
     was_running = old.running
-    engine.stop(old.id)
-    engine.rename(old.id, aside_name(name))
     try:
+        # Inside the try: a Ctrl-C while the engine stops or renames the old box must put it
+        # back too, not only one while the new box is made.
+        engine.stop(old.id)
+        engine.rename(old.id, aside_name(name))
         result = create(engine, resolved, reporter, keep_failed, action)
     except BaseException as exc:
         kept_new = keep_failed and isinstance(exc, BoxExited)
@@ -70,8 +72,13 @@ def _restore(engine: Engine, resolved: Resolved, old: Box, was_running: bool, ke
         new = engine.inspect(name)
         if new is not None and new.id != old.id:
             engine.remove(new.id)  # ours: the per-box lock keeps other `up`s of this box out
-        engine.rename(old.id, name)
+        current = engine.inspect(old.id)
+        if current is not None and current.container != name:  # Ctrl-C may have come before the rename
+            engine.rename(old.id, name)
         if was_running:
+            # A stop cut short by Ctrl-C goes on in the engine: a start now would be undone
+            # by it. A second stop waits for the first to finish (and is a no-op after it).
+            engine.stop(old.id)
             engine.start(old.id)
     except BaseException as exc:  # the first error is the one to show
         return f"the old box could not be put back ({exc}); `devbox up {box}` tries again"
@@ -82,12 +89,15 @@ def restore_aside(engine: Engine, resolved: Resolved) -> Box | None:
     """The box as it is now, after putting back an old box a killed replacement left set aside."""
     name = resolved.spec.name
     box = engine.find(name, resolved.spec.owner)
-    if box is not None:
-        return box
     aside = engine.find(aside_name(name), resolved.spec.owner)
     if aside is None:
-        return None
-    engine.rename(aside.id, name)
+        return box
+    if box is not None:
+        if box.running and half_made(engine, box) is None:
+            engine.remove(aside.id)  # killed after the new box was ready: only the old one's removal was left
+            return box
+        engine.remove(box.id)  # killed while making the new box: it never got ready
+    engine.rename(aside.id, name)  # stopped, as the replacement left it: `up` starts it again
     return engine.find(name, resolved.spec.owner)
 
 

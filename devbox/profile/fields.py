@@ -194,6 +194,9 @@ def string_map(p: LayerParser, raw: Any, path: KeyPath, what: str) -> dict[str, 
     for key, value in spec.items():
         if not key.strip():
             p.fail_key((*path, key), f"{what} cannot have an empty name")
+        elif "\0" in key or "\0" in str(value):
+            # The kernel ends a C string at NUL: the engine refuses it only once the box starts.
+            p.fail((*path, key), f"{what} {key!r} holds a NUL character", "remove the \\0 from it")
         elif isinstance(value, bool):
             result[key] = "true" if value else "false"
         elif isinstance(value, (str, int, float)):
@@ -246,6 +249,9 @@ def _user(p: LayerParser, raw: Any, path: KeyPath) -> str | None:
 
 def _workdir(p: LayerParser, raw: Any, path: KeyPath) -> str | None:
     workdir = _string(p, raw, path)
+    if workdir is not None and any(ord(c) < 32 or ord(c) == 127 for c in workdir):
+        p.fail(path, f"workdir {workdir!r} holds a control character", "e.g. workdir: /workspace")
+        return None
     if workdir is not None and not workdir.startswith("/"):
         p.fail(
             path,

@@ -84,6 +84,8 @@ class Document:
 MAX_VALUES = 10_000  # values in the document once every alias is expanded
 MAX_ALIASES = 100
 MAX_DEPTH = 32
+# Text once aliases are expanded: a 1 MiB value aliased 99 times is 100 MiB on the command line.
+MAX_EXPANDED_BYTES = 4 * 2**20
 _LONGEST_INT = 30  # digits; longer ints stay text (Python refuses int() of over 4300 digits)
 
 
@@ -116,6 +118,7 @@ class _BoundedLoader(yaml.SafeLoader):
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
         self.expanded: dict[int, int] = {}  # id(node) -> values under it, aliases expanded
+        self.expanded_bytes: dict[int, int] = {}  # id(node) -> characters of text under it, likewise
         self.aliases = 0
         self.depth = 0
         self.composed = 0
@@ -148,7 +151,13 @@ class _BoundedLoader(yaml.SafeLoader):
             raise _TooBig(node.start_mark, f"more than {MAX_VALUES} values in one file")
         if size > MAX_VALUES:
             raise _TooBig(node.start_mark, f"the aliases here expand to more than {MAX_VALUES} values")
+        text = len(node.value) if isinstance(node, yaml.ScalarNode) else 0
+        text += sum(self.expanded_bytes[id(child)] for child in _children(node))
+        if text > MAX_EXPANDED_BYTES:
+            limit = MAX_EXPANDED_BYTES // 2**20
+            raise _TooBig(node.start_mark, f"the aliases here expand to more than {limit} MiB of text")
         self.expanded[id(node)] = size
+        self.expanded_bytes[id(node)] = text
         return node
 
 

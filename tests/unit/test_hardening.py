@@ -403,3 +403,55 @@ def test_disk_caps_need_a_driver_that_can() -> None:
     assert capacity.disk_cap_problem("overlay2", "extfs") is not None
     assert capacity.disk_cap_problem("overlay2", "xfs") is None
     assert capacity.disk_cap_problem("btrfs", "btrfs") is None
+
+
+def test_a_full_config_folder_is_said_as_such_and_leaves_no_half_key_pair(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+    import os
+
+    from devbox.access import sshkeys
+    from devbox.errors import DevboxError
+
+    real_open = os.open
+
+    def full(path: object, *args: object, **kwargs: object) -> int:
+        if str(path).endswith(".partial"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_open(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "open", full)
+    config = tmp_path / "config"
+    with pytest.raises(DevboxError) as caught:
+        sshkeys.login_key(config, tmp_path / "home", None)
+    assert "No space left on device" in caught.value.message and str(config) in caught.value.message
+    assert type(caught.value) is DevboxError  # said, not "failed unexpectedly"
+    assert sorted(p.name for p in config.iterdir() if "id_rsa" in p.name) == []
+
+
+@pytest.mark.parametrize(
+    ("body_text", "said"),
+    [
+        ('image: devbox/box:0.1\nenv: {A: "x\\0y"}\n', "p.yaml:2:10  env 'A' holds a NUL character"),
+        ('image: devbox/box:0.1\nlabels: {"a\\0b": c}\n', "holds a NUL character"),
+        (
+            'image: devbox/box:0.1\nworkdir: "/w\\nx"\n',
+            "p.yaml:2:10  workdir '/w\\nx' holds a control character",
+        ),
+    ],
+)
+def test_nul_and_control_characters_the_engine_would_refuse_are_located(
+    sandbox: Sandbox, body_text: str, said: str
+) -> None:
+    # render printed a working-looking command and up failed in runc (or started the box).
+    assert said in located(sandbox, body_text)
+
+
+def test_aliases_of_a_long_value_are_bounded_by_text_not_only_by_count(sandbox: Sandbox) -> None:
+    # 20 aliases are few, but of a 300 kB value they made a 6 MB docker run line (and 100 MB
+    # with a 1 MB value): refused while reading, at the mapping that expands them.
+    lines = ["image: devbox/box:0.1", "labels:", f"  base: &b '{'x' * 300_000}'"]
+    lines += [f"  v{i}: *b" for i in range(20)]
+    output = located(sandbox, "\n".join(lines) + "\n")
+    assert "p.yaml:3:3  the aliases here expand to more than 4 MiB of text" in output

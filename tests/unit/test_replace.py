@@ -203,3 +203,57 @@ def test_an_error_while_cleaning_up_never_replaces_the_one_that_failed(
         lifecycle.up(engine, resolve.resolve(ref, me), QuietReporter())
     assert "out of memory" in caught.value.message
     assert "cleaning up failed too (cannot reach the Docker engine" in (caught.value.hint or "")
+
+
+@pytest.mark.parametrize("new_ready", [True, False])
+def test_a_replacement_killed_beside_a_new_box_leaves_no_stray_and_no_wedge(
+    sandbox: Sandbox, engine: FakeEngine, new_ready: bool
+) -> None:
+    # SIGKILL after the new box was made: both the new box and the old one set aside exist.
+    # Before, every later rebuild stopped the box and failed on the taken .replaced name.
+    me = sandbox.settings()
+    ref = profile(sandbox, "nb", NOTEBOOK)
+    old = lifecycle.up(engine, resolve.resolve(ref, me), QuietReporter())
+    engine.stop(old.box.id)
+    engine.rename(old.box.id, replace.aside_name("devbox-alice-nb"))
+    new = lifecycle.up(engine, resolve.resolve(ref, me), QuietReporter())  # the name is free: a new box
+    if not new_ready:
+        engine.stop(new.box.id)
+    again = lifecycle.up(engine, resolve.resolve(ref, me), QuietReporter())
+    assert containers(engine) == [("devbox-alice-nb", "running")]
+    assert again.box.id == (new.box.id if new_ready else old.box.id)
+    rebuilt = lifecycle.rebuild(engine, resolve.resolve(ref, me), QuietReporter(), pull=False, no_cache=False)
+    assert rebuilt.action == "rebuilt" and containers(engine) == [("devbox-alice-nb", "running")]
+
+
+def test_ctrl_c_while_switch_stops_a_box_leaves_it_running(
+    sandbox: Sandbox, engine: FakeEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Ctrl-C cuts the stop request short, but the engine goes on stopping the box: a start
+    # sent at once lands first and is undone. Modelled here: a stop cut short completes right
+    # after the next start, unless a second stop waited for it first.
+    me = sandbox.settings()
+    lifecycle.up(engine, resolve.resolve(profile(sandbox, "first", NOTEBOOK), me), QuietReporter())
+    real_stop, real_start = engine.stop, engine.start
+    in_flight: set[str] = set()
+    interrupted: list[str] = []  # the first stop is the one Ctrl-C cuts short
+
+    def stop(container: str, timeout: int = 10) -> None:
+        if not interrupted:
+            interrupted.append(container)
+            in_flight.add(container)
+            raise KeyboardInterrupt
+        in_flight.discard(container)
+        real_stop(container, timeout)
+
+    def start(container: str) -> None:
+        real_start(container)
+        if container in in_flight:
+            in_flight.discard(container)
+            real_stop(container)  # the stop the engine was still carrying out
+
+    monkeypatch.setattr(engine, "stop", stop)
+    monkeypatch.setattr(engine, "start", start)
+    with pytest.raises(KeyboardInterrupt):
+        lifecycle.switch(engine, resolve.resolve(profile(sandbox, "third", NOTEBOOK), me), QuietReporter())
+    assert containers(engine) == [("devbox-alice-first", "running")]
