@@ -11,29 +11,14 @@ from typing import NoReturn
 import pytest
 
 from devbox.access.reports import BoxReport
-from devbox.box import labels
 from devbox.engine.base import BoxFailed, EngineUnavailable
 from devbox.engine.fake import FakeEngine
 from devbox.ops import boxes, create, lifecycle, replace, resolve
 from devbox.ops.reporter import QuietReporter
 from devbox.settings import Settings
 from tests.conftest import Sandbox
-
-PLAIN = "devbox/box:0.1"
-DEVBOX = "devbox/devbox:0.1"
-NOTEBOOK = f"image: {PLAIN}\nports: {{jupyter: 8888}}\n"
-
-
-@pytest.fixture
-def engine() -> FakeEngine:
-    fake = FakeEngine()
-    fake.add_image(PLAIN)
-    fake.add_image(DEVBOX, {labels.PROTOCOL: "1"})
-    return fake
-
-
-def profile(sandbox: Sandbox, name: str, body: str) -> str:
-    return str(sandbox.write(f"work/{name}.yaml", body))
+from tests.unit.conftest import DEVBOX, NOTEBOOK
+from tests.unit.test_verbs import profile
 
 
 def containers(engine: FakeEngine) -> list[tuple[str, str]]:

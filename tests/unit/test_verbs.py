@@ -24,18 +24,7 @@ from devbox.ops.reporter import QuietReporter
 from devbox.placement.gpus import NoFreeGpu
 from devbox.settings import Settings
 from tests.conftest import Sandbox
-
-PLAIN = "devbox/box:0.1"  # prints its own token, as notebook does
-DEVBOX = "devbox/devbox:0.1"  # the devbox image protocol: devbox copies the token in
-NOTEBOOK = f"image: {PLAIN}\nports: {{jupyter: 8888}}\n"
-
-
-@pytest.fixture
-def engine() -> FakeEngine:
-    fake = FakeEngine()
-    fake.add_image(PLAIN)
-    fake.add_image(DEVBOX, {labels.PROTOCOL: "1"})
-    return fake
+from tests.unit.conftest import DEVBOX, NOTEBOOK, PLAIN
 
 
 def profile(sandbox: Sandbox, name: str, body: str) -> str:
