@@ -11,12 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from devbox.box.state import Box
 from devbox.errors import NoCapacity, NotFound, Refused
-from devbox.placement import inventory as host
-from devbox.placement.inventory import Gpu
 from devbox.profile.model import GpuRequest
+
+if TYPE_CHECKING:
+    # Reading the inventory (nvidia-smi, its parsers) is imported when GPUs are asked for:
+    # most boxes ask for none, and `up` is timed.
+    from devbox.placement import inventory as host
+    from devbox.placement.inventory import Gpu
 
 # States in which a box keeps its GPUs: a created box is about to start, a paused one resumes.
 HOLDING_STATES = ("created", "running", "restarting", "paused")
@@ -53,6 +58,8 @@ class Busy:
 
 def inventory(environ: Mapping[str, str]) -> list[Gpu] | None:
     """The host's GPUs: declared, else from nvidia-smi; None when neither is available."""
+    from devbox.placement import inventory as host
+
     return host.read(environ).gpus
 
 
@@ -61,6 +68,8 @@ def require_inventory(environ: Mapping[str, str]) -> list[Gpu]:
 
     Fail closed: a request sent unchecked would skip the holders and hand out GPUs others hold.
     """
+    from devbox.placement import inventory as host
+
     reading = host.read(environ)
     if reading.gpus is None:
         raise NoGpuInventory(

@@ -13,17 +13,20 @@ from __future__ import annotations
 import contextlib
 import random
 import time
+from typing import TYPE_CHECKING
 
 from devbox import hostlock
 from devbox.box import labels, spec
 from devbox.box.resolved import Resolved
 from devbox.box.state import Box
 from devbox.engine.base import Engine
-from devbox.placement import cuda, gpus, usage
-from devbox.placement import inventory as host
+from devbox.placement import gpus, usage
 from devbox.placement.gpus import NoFreeGpu
 from devbox.policy.rules import Limits
 from devbox.profile.model import GpuRequest
+
+if TYPE_CHECKING:
+    from devbox.placement import inventory as host
 
 ATTEMPTS = 8
 
@@ -56,7 +59,7 @@ def create(
         # Declared GPUs have no driver to match.
         _check_cuda(engine, resolved, env)
     # Read before the lock: nvidia-smi takes a while on a busy host, and the lock is shared.
-    apps = host.compute_apps(resolved.settings.environ) if inventory and not inventory[0].declared else []
+    apps = _compute_apps(resolved, inventory)
     if not limited and not inventory:
         # No GPUs asked (a GPU request without an inventory was refused above) and no sums
         # to keep: no listing, no lock.
@@ -103,6 +106,15 @@ def create(
     )
 
 
+def _compute_apps(resolved: Resolved, inventory: list[host.Gpu] | None) -> list[host.ComputeApp]:
+    """Processes using the GPUs (none asked, or declared GPUs: none to ask the driver about)."""
+    if not inventory or inventory[0].declared:
+        return []
+    from devbox.placement import inventory as host
+
+    return host.compute_apps(resolved.settings.environ)
+
+
 def _constraints(resolved: Resolved) -> tuple[list[host.Gpu] | None, bool]:
     """The GPU inventory to reserve from (None: no GPUs asked), and whether the policy has
     per-user limits to keep. GPUs asked on a host whose GPUs devbox cannot see: refused."""
@@ -124,6 +136,9 @@ def _busy(
 
 def _check_cuda(engine: Engine, resolved: Resolved, env: dict[str, str]) -> None:
     """Refuse an image that needs a newer CUDA than the driver gives, before anything exists."""
+    from devbox.placement import cuda
+    from devbox.placement import inventory as host
+
     image = resolved.spec.image
     image_env = engine.image_env(image) or {}
     need = cuda.image_need(image_env, engine.image_labels(image) or {})
@@ -165,7 +180,7 @@ def check_fits(engine: Engine, resolved: Resolved) -> None:
     everyone = _admit(engine, resolved, inventory, limited)
     if inventory:
         held = gpus.holdings(everyone, exclude=resolved.spec.name)
-        apps = [] if inventory[0].declared else host.compute_apps(resolved.settings.environ)
+        apps = _compute_apps(resolved, inventory)
         gpus.allocate(resolved.spec.gpus, inventory, held, _busy(resolved, inventory, apps, everyone, held))
 
 
