@@ -11,9 +11,11 @@ and run them with an interpreter of the same version that the account can execut
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -110,3 +112,29 @@ def runtime_for(account: tuple[int, int], scratch: Path, base_env: dict[str, str
         f"no python{sys.version_info.major}.{sys.version_info.minor} that uid {account[0]} can run"
         f" (this one is {os.path.realpath(sys.executable)}); install Debian's python3 package"
     )
+
+
+TEST_ACCOUNT = "devbox-it"  # a real non-root account, not in the docker group
+
+
+def nonroot_account(tag: str) -> Iterator[tuple[pwd.struct_passwd, Runtime]]:
+    """The test account (created on first use; needs root) and a Python it can run devbox with.
+
+    For module-scoped fixtures: `yield from nonroot_account("ssh")`; the scratch folder named
+    after `tag` and this run goes away afterwards.
+    """
+    import pytest
+
+    from tests.integration.conftest import RUN_ID
+
+    if os.geteuid() != 0:
+        pytest.fail("these tests create a non-root account and need root (CI runs as root)")
+    try:
+        entry = pwd.getpwnam(TEST_ACCOUNT)
+    except KeyError:
+        subprocess.run(["useradd", "-l", "-M", "-s", "/bin/sh", TEST_ACCOUNT], check=True)
+        entry = pwd.getpwnam(TEST_ACCOUNT)
+    scratch = Path(tempfile.gettempdir()) / f"devbox-it-{tag}-{RUN_ID}"
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": "/"}
+    yield entry, runtime_for((entry.pw_uid, entry.pw_gid), scratch, env)
+    shutil.rmtree(scratch, ignore_errors=True)

@@ -24,9 +24,9 @@ import pytest
 
 from devbox import hostlock
 from tests.integration.conftest import RUN_ID, TEST_LABEL, Caller, Engine, docker, make_caller
-from tests.integration.runas import Runtime, runtime_for
+from tests.integration.runas import TEST_ACCOUNT, Runtime, nonroot_account
 
-STRANGER = "devbox-it"  # the account test_ssh.py uses too: not in the docker group
+STRANGER = TEST_ACCOUNT  # the account test_ssh.py uses too: not in the docker group
 DOCKER_SOCKET = "/var/run/docker.sock"
 
 
@@ -73,17 +73,7 @@ def proxy(engine: Engine, tmp_path: Path) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def stranger(engine: Engine) -> Iterator[tuple[pwd.struct_passwd, Runtime]]:
     """A real non-root account, without Docker access, and a Python it can run devbox with."""
-    if os.geteuid() != 0:
-        pytest.fail("these tests create a non-root account and need root (CI runs as root)")
-    try:
-        entry = pwd.getpwnam(STRANGER)
-    except KeyError:
-        subprocess.run(["useradd", "-l", "-M", "-s", "/bin/sh", STRANGER], check=True)
-        entry = pwd.getpwnam(STRANGER)
-    scratch = Path(tempfile.gettempdir()) / f"devbox-it-hardening-{RUN_ID}"
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": "/"}
-    yield entry, runtime_for((entry.pw_uid, entry.pw_gid), scratch, env)
-    shutil.rmtree(scratch, ignore_errors=True)
+    yield from nonroot_account("hardening")
 
 
 def _as(entry: pwd.struct_passwd, *argv: str, **kwargs: object) -> subprocess.CompletedProcess[str]:

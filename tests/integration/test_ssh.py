@@ -18,10 +18,8 @@ import paramiko
 import pytest
 
 from tests.integration.conftest import OWNER_PREFIX, RUN_ID, TEST_LABEL, Engine, docker
-from tests.integration.runas import Runtime, runtime_for
+from tests.integration.runas import TEST_ACCOUNT, Runtime, nonroot_account
 from tests.integration.test_lifecycle import http_status
-
-TEST_ACCOUNT = "devbox-it"
 
 
 @dataclass
@@ -74,17 +72,7 @@ class Person:
 @pytest.fixture(scope="module")
 def account(engine: Engine) -> Iterator[tuple[pwd.struct_passwd, Runtime]]:
     """A real non-root account (created here, as root) and a Python it can run devbox with."""
-    if os.geteuid() != 0:
-        pytest.fail("these tests create a non-root account and need root (CI runs as root)")
-    try:
-        entry = pwd.getpwnam(TEST_ACCOUNT)
-    except KeyError:
-        subprocess.run(["useradd", "-l", "-M", "-s", "/bin/sh", TEST_ACCOUNT], check=True)
-        entry = pwd.getpwnam(TEST_ACCOUNT)
-    scratch = Path(tempfile.gettempdir()) / f"devbox-it-runtime-{RUN_ID}"
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": "/"}
-    yield entry, runtime_for((entry.pw_uid, entry.pw_gid), scratch, env)
-    shutil.rmtree(scratch, ignore_errors=True)
+    yield from nonroot_account("runtime")
 
 
 @pytest.fixture
