@@ -12,8 +12,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from devbox.errors import InvalidInput, Origin, Problem
+
+if TYPE_CHECKING:
+    from devbox.caller import Caller
 
 # Docker container and volume names allow [a-zA-Z0-9][a-zA-Z0-9_.-]*; an owner is part of both.
 _NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
@@ -69,6 +73,22 @@ class Settings:
     policy_path: Path
     policy_path_explicit: bool
     login: str = ""
+    # Lab mode (docs/lab.md): `caller` is the kernel's word on who runs devbox (through sudo);
+    # `environ` is then root's clean environment, and `user_environ` the caller's, used only
+    # as data (${VAR} in profiles, `-e KEY`), never to choose the owner, policy or engine.
+    caller: Caller | None = None
+    user_environ: Mapping[str, str] | None = None
+    admin: bool = True  # may act on others' boxes: outside lab mode, whoever holds the socket
+
+    @property
+    def lab(self) -> bool:
+        """True in lab mode: a user acting through the root helper."""
+        return self.caller is not None
+
+    @property
+    def caller_environ(self) -> Mapping[str, str]:
+        """The caller's own environment: what `${VAR}` and `-e KEY` read."""
+        return self.environ if self.user_environ is None else self.user_environ
 
     @property
     def user_profiles_dir(self) -> Path:
@@ -82,7 +102,7 @@ class Settings:
 
     def interpolation_env(self) -> dict[str, str]:
         """Variables `${VAR}` may name: the environment plus the ones devbox always defines."""
-        env = dict(self.environ)
+        env = dict(self.caller_environ)
         env["PWD"] = str(self.cwd)
         env["HOME"] = str(self.home)
         env["DEVBOX_USER"] = self.owner
@@ -116,8 +136,55 @@ def _home() -> Path:
         ) from None
 
 
+_lab_settings: list[Settings] = []
+
+
+def enter_lab(lab_settings: Settings) -> None:
+    """Make `from_environment` answer `lab_settings` from now on (the lab helper, once, at start)."""
+    _lab_settings[:] = [lab_settings]
+
+
+def lab_caller() -> Caller | None:
+    """The caller the lab helper acts for (`enter_lab`); None outside lab mode."""
+    return _lab_settings[0].caller if _lab_settings else None
+
+
+def for_caller(
+    caller: Caller, user_environ: Mapping[str, str], cwd: Path, lab_dir: Path = Path("/etc/devbox")
+) -> Settings:
+    """Lab mode's settings: the kernel's caller, the lab's own folder and policy, root's environment."""
+    if not is_valid_name(caller.name):
+        raise InvalidInput(
+            f"{caller.name!r} cannot be a box owner",
+            [Problem(Origin("your login name"), "an owner name is letters, digits, '_', '.' and '-'")],
+            hint="ask your lab admin",
+        )
+    return Settings(
+        environ=dict(os.environ),
+        cwd=cwd,
+        home=caller.home,
+        owner=caller.name,
+        uid=caller.uid,
+        gid=caller.gid,
+        user_config_dir=caller.home / ".config" / "devbox",
+        lab_dir=lab_dir,
+        policy_path=lab_dir / "policy.yaml",
+        policy_path_explicit=False,
+        login=caller.name,
+        caller=caller,
+        user_environ=dict(user_environ),
+        admin=False,
+    )
+
+
 def from_environment(environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> Settings:
-    """Read the caller's identity and devbox's folders from the environment."""
+    """Read the caller's identity and devbox's folders from the environment.
+
+    In lab mode (the helper called `enter_lab`) the answer is the lab's settings, whatever
+    the environment says: that is the point of lab mode.
+    """
+    if _lab_settings:
+        return _lab_settings[0]
     env = dict(os.environ if environ is None else environ)
     home = Path(env.get("HOME") or _home())
     login = _login()

@@ -3,6 +3,10 @@
 paramiko makes the keys (RSA for a caller without one, ECDSA for host keys: paramiko cannot
 generate Ed25519). Host keys are made by devbox and copied into the box before it starts, so
 the very first login is verified against a key devbox recorded, never trust-on-first-use.
+
+In lab mode (docs/lab.md) devbox runs as root for its caller: every file here is read and
+written with the caller's rights (`caller.rights`), files 0600 and folders 0700, so nothing
+in their home belongs to root and nothing they could not read is read for them.
 """
 
 from __future__ import annotations
@@ -13,8 +17,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from devbox import hostlock
+from devbox import caller, hostlock, settings
 from devbox.errors import DevboxError, InvalidInput, Origin, Problem
+from devbox.labmode import BINDS_DIR
 from devbox.profile import filekeys, files
 
 KNOWN_HOSTS = "known_hosts"
@@ -30,8 +35,44 @@ class LoginKey:
     generated: bool = False
 
 
+def _lock_folder(config_dir: Path, who: caller.Caller | None) -> Path:
+    """Where the key's lock lives: the caller's config dir, or in lab mode a root-only folder
+    (devbox runs as root there and must not leave root's files in their home)."""
+    return config_dir if who is None else BINDS_DIR.parent / "locks" / str(who.uid)
+
+
+def _write_private(path: Path, text: str) -> None:
+    """`path` holding `text`, mode 0600 whatever it was (a file made before may have been 0644)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        os.fchmod(fd, 0o600)
+        handle.write(text)
+
+
 def login_key(config_dir: Path, home: Path, explicit: str | None) -> LoginKey:
     """The profile's key, else ~/.ssh/id_ed25519.pub, else id_rsa.pub, else devbox's own (made once)."""
+    who = settings.lab_caller()
+    with caller.rights(who):
+        found = _chosen_key(home, explicit)
+        private = config_dir / DEVBOX_KEY
+        if found is not None or private.is_file():
+            return found or _own_key(private)
+    # Several first `up`s at once (a new user starting two boxes) must make one pair.
+    lock = f"login key {private}"
+    with hostlock.user_lock(lock, _lock_folder(config_dir, who), "making the SSH login key", timeout=60):
+        with caller.rights(who):
+            made = private.is_file()
+        if not made:
+            public_path = private.with_name(private.name + ".pub")
+            _make_login_key(private, public_path, who)
+            with caller.rights(who):
+                return LoginKey(public_path.read_text().strip(), str(private), generated=True)
+    with caller.rights(who):
+        return _own_key(private)
+
+
+def _chosen_key(home: Path, explicit: str | None) -> LoginKey | None:
+    """The profile's key (checked), else the first good default of the caller's; None if neither."""
     if explicit:
         # The profile checked it on loading; read and check again, it is what the box gets.
         text, problem = filekeys.read_authorized_keys(explicit)
@@ -51,14 +92,12 @@ def login_key(config_dir: Path, home: Path, explicit: str | None) -> LoginKey:
         text, problem = filekeys.read_authorized_keys(str(public))
         if problem is None:  # else the next one: an unreadable or odd default is no reason to stop
             return LoginKey(text.strip(), _identity(public))
-    private = config_dir / DEVBOX_KEY
+    return None
+
+
+def _own_key(private: Path) -> LoginKey:
+    """devbox's own pair, made earlier."""
     public_path = private.with_name(private.name + ".pub")
-    if not private.is_file():
-        # Several first `up`s at once (a new user starting two boxes) must make one pair.
-        with hostlock.user_lock(f"login key {private}", config_dir, "making the SSH login key", timeout=60):
-            if not private.is_file():
-                _make_login_key(private, public_path)
-                return LoginKey(public_path.read_text().strip(), str(private), generated=True)
     if not public_path.is_file():
         raise DevboxError(f"{public_path} is missing", f"delete {private} so devbox makes a new pair")
     return LoginKey(public_path.read_text().strip(), str(private))
@@ -70,20 +109,26 @@ def _identity(public: Path) -> str | None:
     return str(private) if private is not None and files.is_file(str(private)) else None
 
 
-def _make_login_key(private: Path, public_path: Path) -> None:
+def _make_login_key(private: Path, public_path: Path, who: caller.Caller | None) -> None:
+    """A new pair, made as root (paramiko may import modules only root can read), written as `who`."""
     import paramiko
 
     key = paramiko.RSAKey.generate(3072)
+    pem = io.StringIO()
+    key.write_private_key(pem)
+    with caller.rights(who):
+        _write_pair(private, public_path, f"{key.get_name()} {key.get_base64()} devbox\n", pem.getvalue())
+
+
+def _write_pair(private: Path, public_path: Path, public: str, pem: str) -> None:
     partial = private.with_name(f"{private.name}.{os.getpid()}.partial")
     try:
         private.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         # Created 0600 from the start: the key is never readable by others, not even briefly.
         # Public half first, private renamed into place last: whoever sees the private file
         # sees a whole pair.
-        public_path.write_text(f"{key.get_name()} {key.get_base64()} devbox\n")
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            key.write_private_key(handle)
+        _write_private(public_path, public)
+        _write_private(partial, pem)
         os.replace(partial, private)
     except OSError as exc:
         for leftover in (partial, public_path):  # no half pair: the next try makes a whole one
@@ -131,25 +176,30 @@ def known_hosts_path(config_dir: Path) -> Path:
 def record_host_key(config_dir: Path, alias: str, public: str) -> None:
     """File `public` under `alias`, replacing what was filed there (a rebuild makes a new key)."""
     path = known_hosts_path(config_dir)
-    lines = [line for line in _read(path) if line.split(" ", 1)[0] != alias]
-    lines.append(f"{alias} {public}")
-    try:
-        config_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        path.write_text("".join(f"{line}\n" for line in lines))
-    except OSError as exc:
-        raise _cannot_write(config_dir, exc) from None
+    with caller.rights(settings.lab_caller()):
+        lines = [line for line in _read(path) if line.split(" ", 1)[0] != alias]
+        lines.append(f"{alias} {public}")
+        try:
+            config_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            _write_private(path, "".join(f"{line}\n" for line in lines))
+        except OSError as exc:
+            raise _cannot_write(config_dir, exc) from None
 
 
 def forget_host_key(config_dir: Path, alias: str) -> None:
     """Drop `alias` from known_hosts (its box is gone)."""
     path = known_hosts_path(config_dir)
-    if path.is_file():
-        path.write_text("".join(f"{line}\n" for line in _read(path) if line.split(" ", 1)[0] != alias))
+    with caller.rights(settings.lab_caller()):
+        if path.is_file():
+            kept = [line for line in _read(path) if line.split(" ", 1)[0] != alias]
+            _write_private(path, "".join(f"{line}\n" for line in kept))
 
 
 def recorded_host_key(config_dir: Path, alias: str) -> str | None:
     """The public key filed under `alias`, or None."""
-    for line in _read(known_hosts_path(config_dir)):
+    with caller.rights(settings.lab_caller()):
+        lines = _read(known_hosts_path(config_dir))
+    for line in lines:
         name, _, key = line.partition(" ")
         if name == alias:
             return key

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 PREFIX = "devbox."
 OWNER = "devbox.owner"
 BOX = "devbox.box"
@@ -17,6 +19,21 @@ MEMORY = "devbox.memory"  # bytes asked for, likewise
 HELPER = "devbox.helper"  # on a short-lived container devbox runs for itself (never a box)
 PORTS = "devbox.ports"  # jupyter:8888,ssh:22: names of the published ports, for ls and info
 BACKEND = "devbox.backend"  # the engine backend that made the box ("docker")
+BINDS = "devbox.binds"  # lab mode: JSON [{"pin", "source", "ro"}]: each pinned bind and the caller's path
+NETWORK = "devbox.network"  # "1" on a network devbox made for one owner's boxes (lab mode)
+
+
+def pinned_sources(box_labels: dict[str, str]) -> dict[str, str]:
+    """Lab mode's pinned binds (ops/labbinds.py): pin path → the caller's path, the one people see."""
+    try:
+        pins = json.loads(box_labels.get(BINDS) or "[]")
+        return {
+            p["pin"]: p["source"]
+            for p in pins
+            if isinstance(p.get("pin"), str) and isinstance(p.get("source"), str)
+        }
+    except (ValueError, TypeError, AttributeError):
+        return {}
 
 
 def box_selector(owner: str | None = None) -> list[str]:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, replace
 
 from devbox.box import labels, spec
 from devbox.box.spec import ContainerSpec, HostContext
+from devbox.policy import lab
 from devbox.policy.rules import Policy
 from devbox.profile.model import Profile
 from devbox.settings import Settings
@@ -22,8 +23,14 @@ class Resolved:
     settings: Settings
 
     def for_image(self, image_labels: dict[str, str] | None) -> Resolved:
-        """The same, with the spec adapted to what the image turned out to be."""
+        """The same, with the spec adapted to what the image turned out to be.
+
+        A devbox-protocol image starts as root and drops to the user itself; in lab mode only
+        an image the policy lets do that (`lab.may_start_as_root`), else it gets `--user`.
+        """
         protocol = labels.PROTOCOL in (image_labels or {})
+        if protocol and self.settings.lab:
+            protocol = lab.may_start_as_root(self.profile, self.policy)
         if protocol == self.spec.protocol:
             return self
         return replace(self, spec=spec.build(self.profile, self.context, protocol))

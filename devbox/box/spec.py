@@ -17,6 +17,11 @@ from devbox import __version__
 from devbox.box import labels
 from devbox.profile.model import BuildSpec, GpuRequest, Profile
 
+# A setuid file in the box never raises anyone's privileges (the devbox image protocol only
+# drops them). Lab boxes say it in full, as lab mode's docs do.
+SECURITY_OPT = ("no-new-privileges",)
+LAB_SECURITY_OPT = ("no-new-privileges:true",)
+
 
 @dataclass(frozen=True)
 class HostContext:
@@ -28,6 +33,7 @@ class HostContext:
     bind_address: str = "127.0.0.1"
     login: str = ""  # the caller's login name, for the user a devbox image creates
     backend: str = "docker"  # the engine backend that runs the box (Docker is the only real one)
+    lab: bool = False  # lab mode (docs/lab.md): the owner's own network, no-new-privileges:true
 
 
 @dataclass(frozen=True)
@@ -75,16 +81,22 @@ class ContainerSpec:
     user: str | None
     workdir: str | None
     init: bool = True
-    security_opt: tuple[str, ...] = ("no-new-privileges",)
+    security_opt: tuple[str, ...] = SECURITY_OPT
     protocol: bool = False  # the image follows the devbox image protocol (docs/image.md)
     gpus_declared: bool = False  # allocated from a declared inventory: no device request
     disk: int | None = None  # bytes the writable layer may grow to (--storage-opt size=)
+    network: str | None = None  # a network of the owner's boxes alone (lab mode); None: the default
     spec_hash: str = field(default="")
 
 
 def container_name(owner: str, box: str) -> str:
     """The container of `owner`'s box `box`."""
     return f"devbox-{owner}-{box}"
+
+
+def network_name(owner: str) -> str:
+    """The bridge network of `owner`'s boxes in lab mode: boxes of others cannot reach them."""
+    return f"devbox-{owner}"
 
 
 def volume_name(owner: str, volume: str) -> str:
@@ -154,11 +166,26 @@ def protocol_env(profile: Profile, ctx: HostContext) -> dict[str, str]:
     return env
 
 
+def _env(profile: Profile, ctx: HostContext, protocol: bool) -> dict[str, str]:
+    """The box's environment: the protocol's user, the profile's env, the GPU guard.
+
+    In lab mode the protocol's variables win over the profile's: `env: {DEVBOX_UID: "0"}`
+    would otherwise make the box's user root (or another person's uid) on the host's files.
+    """
+    told = protocol_env(profile, ctx) if protocol else {}
+    if ctx.lab:
+        own = {k: v for k, v in profile.env.items() if not k.startswith("DEVBOX_")}
+        return {**own, **told, **_no_gpus(profile.gpus)}
+    return {**told, **profile.env, **_no_gpus(profile.gpus)}
+
+
 def _hash(spec: ContainerSpec) -> str:
     data = asdict(spec)
     data.pop("spec_hash")
     if data["disk"] is None:
         del data["disk"]  # added later: boxes made before it keep their hash
+    if data["network"] is None:
+        del data["network"]  # likewise
     data["labels"] = {k: v for k, v in spec.labels.items() if k != labels.SPEC_HASH}
     blob = json.dumps(data, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
@@ -199,7 +226,7 @@ def build(profile: Profile, ctx: HostContext, protocol: bool = False) -> Contain
         command=profile.command,
         # A host name is at most 63 characters; the kernel refuses longer ones at start.
         hostname=box.replace("_", "-").replace(".", "-")[:63].rstrip("-"),
-        env={**(protocol_env(profile, ctx) if protocol else {}), **profile.env, **_no_gpus(profile.gpus)},
+        env=_env(profile, ctx, protocol),
         env_files=profile.env_files,
         labels={
             **profile.labels,
@@ -232,6 +259,8 @@ def build(profile: Profile, ctx: HostContext, protocol: bool = False) -> Contain
         user=None if protocol else _user(profile.user, ctx),
         workdir=profile.workdir,
         protocol=protocol,
+        security_opt=LAB_SECURITY_OPT if ctx.lab else SECURITY_OPT,
+        network=network_name(ctx.owner) if ctx.lab else None,
     )
     digest = _hash(spec)
     return replace(spec, spec_hash=digest, labels={**spec.labels, labels.SPEC_HASH: digest})

@@ -24,8 +24,10 @@ def main() -> None:
 
 
 def _main() -> None:
-    from devbox.cli import fast, pipes
+    from devbox.cli import fast, labgate, pipes
 
+    if labgate.needed(sys.argv[1:]):
+        labgate.redirect(sys.argv[1:])  # lab mode: the command runs in the root helper
     pipes.install()  # `devbox ls | head -1`: a closed pipe ends devbox quietly, as it ends git
     if "_DEVBOX_COMPLETE" in os.environ:
         # A click-style completion request (an old script). devbox completes through

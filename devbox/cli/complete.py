@@ -65,6 +65,10 @@ COMMANDS: dict[str, tuple[Opts, str]] = {
     "policy": ({}, ""),
     "policy show": (_JSON, ""),
     "policy check": (_JSON, "file"),
+    "lab": ({}, ""),
+    "lab install": ({"--group": VALUE, "--admins": VALUE, "--engine": VALUE, **_JSON}, ""),
+    "lab uninstall": (_JSON, ""),
+    "lab status": (_JSON, ""),
     "render": ({"--format": ("docker", "json"), "-f": ("docker", "json"), **_OVERRIDES, **_JSON}, "profile"),
     "profiles": (_JSON, ""),
     "profiles check": (_JSON, "file"),
@@ -117,7 +121,7 @@ def candidates(words: Sequence[str]) -> list[tuple[str, str]]:
         from devbox.cli import fast
 
         found = [(name, summary) for name, summary in fast.COMMANDS]
-    elif path in ("policy", "profiles") and not arguments:
+    elif path in ("policy", "profiles", "lab") and not arguments:
         found = [(sub.split()[1], "") for sub in COMMANDS if sub.startswith(path + " ")]
     elif arguments or ended:
         found = []

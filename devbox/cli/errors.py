@@ -17,7 +17,9 @@ from devbox.errors import DevboxError, Interrupted, InvalidInput, unexpected
 
 P = ParamSpec("P")
 R = TypeVar("R")
-state = {"debug": False}  # set by the typer app's --debug
+# debug: set by the typer app's --debug; last_error: what `report` showed last (the lab
+# helper's audit line); keep_process: the fast path returns instead of exiting early.
+state: dict[str, object] = {"debug": False, "last_error": None, "keep_process": False}
 
 
 def json_requested(argv: Sequence[str]) -> bool:
@@ -44,6 +46,7 @@ def as_error(exc: BaseException) -> DevboxError:
 def report(exc: BaseException, json_output: bool) -> int:
     """Show `exc` (JSON on stdout, or the screen on stderr) and return its exit code."""
     error = as_error(exc)
+    state["last_error"] = error
     if json_output:
         from devbox.ui.to_json import error_json, print_json
 

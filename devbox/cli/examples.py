@@ -83,6 +83,22 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
         ("devbox policy check", "validate the policy in force"),
         ("devbox policy check new-policy.yaml", "validate a file before installing it"),
     ],
+    "lab": [
+        ("sudo devbox lab install --admins labadmins", "set lab mode up, as root"),
+        ("devbox lab status", "installed? sound? who is in the lab group?"),
+    ],
+    "lab install": [
+        ("sudo devbox lab install", "lab group devbox; run it again after an upgrade"),
+        ("sudo devbox lab install --group gpuusers --admins labadmins", "your own group names"),
+    ],
+    "lab uninstall": [
+        ("sudo devbox lab uninstall", "lab mode off; the policy and audit log stay"),
+        ("sudo devbox lab uninstall --json", "the same, what it removed as JSON"),
+    ],
+    "lab status": [
+        ("devbox lab status", "lab mode, its group, admins and engine"),
+        ("devbox lab status --json", "the same as JSON, every weak spot listed"),
+    ],
     "render": [
         ("devbox render pytorch-gpu", "the docker run that up would do"),
         ("devbox render ./train.yaml --gpus 1 --format json", "the container spec as JSON"),

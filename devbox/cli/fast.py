@@ -32,13 +32,17 @@ COMMANDS = [
     ("gpus", "Every GPU of the host: memory, utilisation, and which box (owner, since) holds it."),
     (
         "doctor",
-        "Check the engine, socket, GPU runtime, GPUs, disk, /dev/shm default and policy; exit 1 on failure.",
+        "Check the engine, socket, GPU runtime, GPUs, disk, /dev/shm, policy, lab mode; exit 1 on failure.",
     ),
     (
         "prune",
         "List stopped boxes, then remove them (their volumes are kept). --idle reports idle GPU holders.",
     ),
     ("policy", "Show the lab policy in force, or check a policy file."),
+    (
+        "lab",
+        "Set lab mode up (root): users outside the docker group get what the policy allows, as themselves.",
+    ),
     ("render", "Dry run: check a profile like `up` does, then print the `docker run` it implies."),
     ("profiles", "List the profiles devbox can find, or check profile files."),
     ("version", "Print the versions of devbox, Python and the engine (if it answers within 2 s)."),
@@ -48,7 +52,7 @@ COMMANDS = [
     ),
     (
         "help",
-        "Show a guide (cli, profiles, policy, gpus, image) or a command's help; alone, list the guides.",
+        "Show a guide (cli, profiles, policy, lab, gpus, image) or a command's help; alone, list the guides.",
     ),
 ]
 OPTIONS = [
@@ -212,5 +216,7 @@ def run(argv: list[str]) -> int | None:
         # command timed against `docker run`. Everything devbox writes is flushed here.
         sys.stdout.flush()
         sys.stderr.flush()
+        if errors.state["keep_process"]:
+            return code  # the lab helper writes its audit line after the command
         os._exit(code)
     return None

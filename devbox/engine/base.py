@@ -143,10 +143,12 @@ class Engine(Protocol):
     def create(
         self, spec: ContainerSpec, env: dict[str, str], extra_labels: dict[str, str] | None = None
     ) -> str:
-        """Create (not start) the box's container and its missing volumes; returns its id.
+        """Create (not start) the box's container, its missing volumes and network; returns its id.
 
         `env`: the final environment; `extra_labels`: labels outside the spec hash. A volume
-        of another owner is refused; NameTaken when the name was taken meanwhile.
+        of another owner is refused; NameTaken when the name was taken meanwhile. A spec with
+        a `network` joins that owner's network, made on demand (concurrent creates both
+        succeed); one of that name devbox did not make for the owner is refused.
         """
         ...
 

@@ -171,6 +171,8 @@ class FakeEngine:
                 raise NameTaken(f"Docker refused creating {spec.name}: the name is taken")
             if spec.image not in self.store.images:
                 raise BoxFailed(f"Docker refused creating {spec.name}: No such image: {spec.image}")
+            if spec.network is not None:
+                self._network(spec.network, spec.owner)
             made = []
             for volume in _volumes_of(spec):
                 holder = self.store.volumes.get(volume, {}).get(labels.OWNER)
@@ -197,6 +199,18 @@ class FakeEngine:
             )
             self.store.calls.append(("create", spec.name))
             return box_id
+
+    def _network(self, name: str, owner: str) -> None:
+        """`owner`'s network: made if missing, kept after; another's of that name is refused."""
+        found = self.store.networks.get(name)
+        if found is None:
+            self.store.networks[name] = {labels.OWNER: owner, labels.NETWORK: "1"}
+            self.store.calls.append(("network", name))
+        elif found.get(labels.OWNER) != owner or found.get(labels.NETWORK) != "1":
+            raise Refused(
+                f"network {name} exists, but devbox did not make it for {owner}: a box will not join it",
+                f"an admin removes it (docker network rm {name}); devbox makes it anew",
+            )
 
     def _make_rival(self, spec: ContainerSpec, env: dict[str, str], owner: str) -> None:
         """`owner`'s container of the same name, made and started by another process."""

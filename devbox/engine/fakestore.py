@@ -61,12 +61,16 @@ class FakeContainer:
         status_text = {"running": "Up 1 second", "created": "Created"}.get(
             c.status, f"Exited ({c.exit_code})"
         )
+        shown = labels.pinned_sources(lab)
+        mounts = tuple(
+            MountInfo(m.type, shown.get(m.source, m.source), m.target, m.readonly) for m in c.spec.mounts
+        )
         config = BoxConfig(
             env=dict(c.env),
             user=c.spec.user or "",
             workdir=c.spec.workdir or "",
             command=tuple(c.spec.command or ()),
-            binds=tuple(MountInfo(m.type, m.source, m.target, m.readonly) for m in c.spec.mounts),
+            binds=mounts,
             host_ports={p.container: p.host for p in c.spec.ports},
         )
         return Box(
@@ -82,7 +86,7 @@ class FakeContainer:
             spec_hash=lab.get(labels.SPEC_HASH, ""),
             gpus=gpus_from_label(lab.get(labels.GPUS, "")),
             ports=ports,
-            mounts=tuple(MountInfo(m.type, m.source, m.target, m.readonly) for m in c.spec.mounts),
+            mounts=mounts,
             started_at=c.started_at if full else None,
             exit_code=c.exit_code,
             labels=dict(lab),
@@ -115,6 +119,7 @@ class FakeStore:
     host: str
     containers: dict[str, FakeContainer] = field(default_factory=dict)  # by id
     volumes: dict[str, dict[str, str]] = field(default_factory=dict)  # name → labels
+    networks: dict[str, dict[str, str]] = field(default_factory=dict)  # name → labels (lab mode)
     images: dict[str, dict[str, str]] = field(default_factory=dict)  # local: ref → labels
     image_envs: dict[str, dict[str, str]] = field(default_factory=dict)  # ref → its ENV, if any
     registry: dict[str, dict[str, str]] = field(default_factory=dict)  # pullable: ref → labels

@@ -21,6 +21,14 @@ Status = Literal["ok", "warn", "fail"]
 NVIDIA_HOOK = "nvidia-container-runtime-hook"
 
 
+def _policy_or_none(settings: Settings) -> rules.Policy | None:
+    """The policy in force, for its gpu_inventory; None when it is broken (doctor reports that)."""
+    try:
+        return rules.load(settings)
+    except DevboxError:
+        return None
+
+
 def _hook_path(settings: Settings) -> str:
     """Where dockerd would look for the hook: the caller's PATH and the system folders."""
     return ":".join([settings.environ.get("PATH", ""), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin"])
@@ -37,7 +45,7 @@ class GpuRow:
 
 def gpu_rows(engine: Engine, settings: Settings) -> list[GpuRow] | None:
     """Every GPU with its holder and outside use; None when the host has no known GPUs."""
-    found = inventory.read(settings.environ).gpus
+    found = inventory.read(settings.environ, _policy_or_none(settings)).gpus
     if found is None:
         return None
     boxes = engine.list_boxes(None)
@@ -54,7 +62,7 @@ def gpu_rows(engine: Engine, settings: Settings) -> list[GpuRow] | None:
 
 def gpu_driver(settings: Settings) -> inventory.Driver | None:
     """The NVIDIA driver's version and the CUDA version it supports (None: no driver to ask)."""
-    return inventory.driver(settings.environ)
+    return inventory.driver(settings.environ, _policy_or_none(settings))
 
 
 @dataclass(frozen=True)
@@ -93,7 +101,7 @@ def _engine_checks(engine: Engine) -> tuple[list[Check], EngineFacts | None]:
 def _gpu_checks(settings: Settings) -> tuple[Check, list[inventory.Gpu] | None]:
     """The `gpus` check (with the driver and CUDA versions), and the GPUs found."""
     try:
-        reading = inventory.read(settings.environ)
+        reading = inventory.read(settings.environ, _policy_or_none(settings))
     except DevboxError as exc:
         return Check("gpus", "fail", exc.message, exc.hint or ""), None
     found = reading.gpus
@@ -106,8 +114,9 @@ def _gpu_checks(settings: Settings) -> tuple[Check, list[inventory.Gpu] | None]:
         )
         return check, None
     if found and found[0].declared:
-        return Check("gpus", "ok", f"{len(found)} GPU(s) declared (DEVBOX_GPU_INVENTORY)"), found
-    driver = inventory.driver(settings.environ)
+        where = "DEVBOX_GPU_INVENTORY or the policy's gpu_inventory"
+        return Check("gpus", "ok", f"{len(found)} GPU(s) declared ({where})"), found
+    driver = inventory.driver(settings.environ, _policy_or_none(settings))
     versions = (
         f"; driver {driver.version or 'unknown'}, CUDA {driver.cuda or 'unknown'}"
         if driver
@@ -181,7 +190,15 @@ def doctor(engine: Engine, settings: Settings) -> list[Check]:
                     "add defaults: {shm_size: 8g} to the policy file",
                 )
             )
-    return checks
+    return checks + lab_checks(engine)
+
+
+def lab_checks(engine: Engine) -> list[Check]:
+    """Lab mode: off, on and sound, or on and changeable by a user (fail); who can step around it."""
+    from devbox.ops import labcheck
+
+    found = labcheck.status(engine=engine.host)
+    return [Check(name, status, detail, fix) for name, status, detail, fix in labcheck.doctor_checks(found)]
 
 
 def policy_warnings(lab: rules.Policy, facts: EngineFacts | None) -> list[tuple[Status, str, str]]:
@@ -231,7 +248,7 @@ def prunable(engine: Engine, owner: str | None, older_than: float) -> list[Box]:
 
 def idle(engine: Engine, settings: Settings) -> list[tuple[Box, tuple[str, ...]]]:
     """Running boxes whose every GPU shows 0 % utilisation now (a snapshot; report only)."""
-    by_index = {g.index: g for g in gpus.inventory(settings.environ) or []}
+    by_index = {g.index: g for g in gpus.inventory(settings.environ, _policy_or_none(settings)) or []}
     found = []
     for box in engine.list_boxes(None):
         ids = gpus.held_ids(box)

@@ -12,8 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from devbox import audit
 from devbox.box.state import Box
-from devbox.errors import DevboxError, NotFound
+from devbox.errors import DevboxError, NotFound, Refused
 from devbox.profile import files
 
 if TYPE_CHECKING:
@@ -23,6 +24,29 @@ if TYPE_CHECKING:
     from devbox.settings import Settings
 
 
+# What an admin may do to another owner's box (`devbox down bob/exp1`); everything else —
+# its log, exec, ssh, its credentials — stays its owner's alone.
+ADMIN_ACTIONS = ("see", "stop and remove")
+
+
+def target(settings: Settings, ref: str, action: str = "use") -> tuple[str, str]:
+    """(owner, name) of a box reference, `NAME` (yours) or `OWNER/NAME`, if the caller may `action` it.
+
+    Another owner's box: only admins (lab mode: the policy's `admins:`; outside lab mode,
+    whoever holds the engine socket), and only to see or remove it. Refused (exit 3) otherwise.
+    """
+    owner, sep, name = ref.rpartition("/")
+    if not sep or owner == settings.owner:
+        owner = settings.owner
+    audit.note(box=name, owner=owner)
+    if owner != settings.owner and not (settings.admin and action in ADMIN_ACTIONS):
+        allowed = "only lab admins may see or remove it" if action in ADMIN_ACTIONS else "only its owner may"
+        raise Refused(
+            f"{owner}/{name} is {owner}'s box: you may not {action} it ({allowed})", "devbox ls shows yours"
+        )
+    return owner, name
+
+
 def container(settings: Settings, name: str) -> str:
     """The container of the caller's box `name`."""
     from devbox.box import spec
@@ -30,22 +54,28 @@ def container(settings: Settings, name: str) -> str:
     return spec.container_name(settings.owner, name)
 
 
-def find(engine: Engine, settings: Settings, name: str) -> Box | None:
-    """The caller's box `name`, or None; another owner's box of that container name is refused."""
-    return engine.find(container(settings, name), settings.owner)
+def find(engine: Engine, settings: Settings, name: str, action: str = "use") -> Box | None:
+    """The box `name` (or `OWNER/NAME`, see `target`), or None.
+
+    A container that merely shares the name, made by another owner, is refused.
+    """
+    from devbox.box import spec
+
+    owner, name = target(settings, name, action)
+    return engine.find(spec.container_name(owner, name), owner)
 
 
-def find_own(engine: Engine, settings: Settings, name: str) -> Box:
-    """The caller's box `name`; NotFound when there is none."""
-    box = find(engine, settings, name)
+def find_own(engine: Engine, settings: Settings, name: str, action: str = "use") -> Box:
+    """The box `name` (yours, or `OWNER/NAME` where `action` is allowed); NotFound when there is none."""
+    box = find(engine, settings, name, action)
     if box is None:
         raise NotFound(f"no box named '{name}'", "devbox ls shows your boxes")
     return box
 
 
-def running_own(engine: Engine, settings: Settings, name: str) -> Box:
+def running_own(engine: Engine, settings: Settings, name: str, action: str = "use") -> Box:
     """The caller's box `name`, which must be running (to exec or ssh into it)."""
-    box = find_own(engine, settings, name)
+    box = find_own(engine, settings, name, action)
     if not box.running:
         raise DevboxError(f"box '{name}' is {box.status}", f"start it: devbox up {name}")
     return box
@@ -53,6 +83,8 @@ def running_own(engine: Engine, settings: Settings, name: str) -> Box:
 
 def box_profile(engine: Engine, settings: Settings, name: str) -> str | None:
     """The profile file the caller's box `name` was made from, if the box and file still exist."""
+    if "/" in name:
+        return None  # a path to a profile, not a box name
     box = find(engine, settings, name)
     # A label is any text: looked at without raising (a NUL or a 300-byte name is "no file").
     return box.profile if box and files.is_file(box.profile) else None
@@ -86,9 +118,9 @@ def info(engine: Engine, settings: Settings, name: str) -> BoxReport:
     """The caller's box `name` and its credentials, re-read from this run's log."""
     from devbox.access import credentials, reports
 
-    box = find_own(engine, settings, name)
+    box = find_own(engine, settings, name, "see")
     found = credentials.Credentials()
-    if box.running:
+    if box.running and box.owner == settings.owner:  # another's credentials are never shown
         found = credentials.scan(engine.log_lines(box.id, since=box.started_at, tty=box.tty))
     return reports.report(engine, box, found, box.status, {}, settings.user_config_dir)
 
@@ -109,7 +141,7 @@ def exec_target(engine: Engine, settings: Settings, name: str) -> ExecTarget:
     """
     from devbox.box import spec
 
-    box = running_own(engine, settings, name)
+    box = running_own(engine, settings, name, "run commands in")
     env = box.config.env if box.config else {}
     return ExecTarget(box, spec.protocol_user(env) or "")
 
@@ -125,7 +157,7 @@ def ssh_target(engine: Engine, settings: Settings, box: Box) -> SshTarget | None
 
 def ssh_login(engine: Engine, settings: Settings, name: str) -> SshTarget:
     """The ssh target of the caller's running box `name`; an error if it has no ssh port."""
-    target = ssh_target(engine, settings, running_own(engine, settings, name))
+    target = ssh_target(engine, settings, running_own(engine, settings, name, "log into"))
     if target is None:
         raise DevboxError(
             f"box '{name}' has no ssh port", "add ports: {ssh: 22} to its profile and rebuild it"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from devbox import caller
 from devbox.access import reports, sshkeys
 from devbox.access.reports import BoxReport, report
 from devbox.box import labels, spec
@@ -21,11 +22,16 @@ from devbox.placement import place
 from devbox.profile import envfile
 
 
-def environment(container_spec: spec.ContainerSpec) -> dict[str, str]:
-    """The box's environment: its env files, then the profile's env over them."""
+def environment(container_spec: spec.ContainerSpec, who: caller.Caller | None = None) -> dict[str, str]:
+    """The box's environment: its env files, then the profile's env over them.
+
+    In lab mode `who` is the caller: their env files are read with their rights, so a file
+    only root may read never reaches a box.
+    """
     env: dict[str, str] = {}
     for path in container_spec.env_files:
-        from_file = envfile.load(path)  # checked when the profile loaded; it may have changed since
+        with caller.rights(who):
+            from_file = envfile.load(path)  # checked when the profile loaded; it may have changed since
         gpu_keys = [k for k in envfile.GPU_VARIABLES if k in from_file]
         if gpu_keys:
             # As in env: the runtime would hand the box GPUs past allocation and limits.
@@ -105,8 +111,8 @@ def _hand_over_new_volumes(engine: Engine, box_id: str, container_spec: spec.Con
         engine.chown_volumes(container_spec.image, fresh, owner)
 
 
-def _undo(engine: Engine, box_id: str | None, failure: BaseException) -> None:
-    """Remove a box that failed, and the volumes made for it just now (empty: no data lost).
+def _undo(engine: Engine, box_id: str | None, failure: BaseException, resolved: Resolved) -> None:
+    """Remove a box that failed, the volumes made for it just now (empty: no data lost), its pins.
 
     Never raises: an error while cleaning up (the engine gone, say) must not replace
     `failure`, the one that says what went wrong; it is added to its hint instead.
@@ -115,6 +121,10 @@ def _undo(engine: Engine, box_id: str | None, failure: BaseException) -> None:
         if box_id is not None:
             engine.remove(box_id)
         engine.remove_volumes(engine.volumes_made)
+        if resolved.settings.lab:
+            from devbox.ops import labbinds
+
+            labbinds.unpin(resolved.spec.labels)
     except Exception as exc:  # any: the failure being handled is the one to show
         if isinstance(failure, DevboxError):
             note = f"cleaning up failed too ({exc}); the next `devbox up` makes the box again"
@@ -126,14 +136,19 @@ def create(
 ) -> BoxReport:
     """Create, start and wait for a new box; a box that fails is removed (unless keep_failed)."""
     container_spec = resolved.spec
-    env = environment(container_spec)
+    env = environment(container_spec, resolved.settings.caller)
     made = _secrets(resolved) if container_spec.protocol else None
     reporter.step(f"creating {container_spec.name}")
     notes: list[str] = []  # e.g. a GPU asked for by number that something outside devbox uses
     try:
+        if resolved.settings.lab:
+            from devbox.ops import labbinds
+
+            # Binds checked as the caller and pinned; the engine gets the pins (docs/lab.md).
+            resolved = labbinds.pin(resolved, labbinds.check(resolved))
         box_id, container_spec = place.create(engine, resolved, env, made.labels if made else {}, notes)
     except BaseException as exc:
-        _undo(engine, None, exc)  # volumes made e.g. on a try that then lost its GPU
+        _undo(engine, None, exc, resolved)  # volumes made e.g. on a try that then lost its GPU
         raise
     try:
         if made:
@@ -144,7 +159,7 @@ def create(
         box, found = wait_ready(engine, box_id, resolved, reporter, since=None, tty=False)
     except BoxExited as exc:
         if not keep_failed:
-            _undo(engine, box_id, exc)
+            _undo(engine, box_id, exc, resolved)
             exc.hint = (
                 f"the container was removed; --keep-failed keeps it for devbox logs {container_spec.box}"
             )
@@ -152,10 +167,10 @@ def create(
     except NotReady:
         raise
     except BoxFailed as exc:
-        _undo(engine, box_id, exc)
+        _undo(engine, box_id, exc, resolved)
         raise porthint.explain(exc, resolved) from None
     except BaseException as exc:
-        _undo(engine, box_id, exc)  # Ctrl-C, a crash, the engine gone: leave nothing half-made
+        _undo(engine, box_id, exc, resolved)  # Ctrl-C, a crash, the engine gone: leave nothing half-made
         raise
     config_dir = resolved.settings.user_config_dir
     if made:

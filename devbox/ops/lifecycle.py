@@ -8,12 +8,13 @@ its execution (`execute`).
 
 from __future__ import annotations
 
+import os
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-from devbox import hostlock
+from devbox import audit, hostlock
 from devbox.access import sshkeys
 from devbox.access.reports import BoxReport, report
 from devbox.box import drift
@@ -24,7 +25,7 @@ from devbox.engine.base import Engine, NameTaken
 from devbox.errors import DevboxError
 from devbox.ops import ready
 from devbox.ops.create import create, ensure_image, environment
-from devbox.ops.replace import half_made, replace_box, restore_aside
+from devbox.ops.replace import aside_name, forget_pins, half_made, replace_box, restore_aside
 from devbox.ops.reporter import Reporter
 from devbox.placement import place
 
@@ -62,6 +63,7 @@ def up(
     Two `up`s of one box on this host take turns (a per-box flock), so the second reports
     what the first made instead of racing it for the name, the volumes and the start.
     """
+    audit.note(box=resolved.spec.box, owner=resolved.spec.owner)
     with _box_lock(engine, resolved, "up"):
         box = restore_aside(engine, resolved)
         if box is not None:
@@ -72,8 +74,11 @@ def up(
                 # Left by an `up` interrupted while making it: starting it would fail every time.
                 reporter.step(f"removing {box.container}: {why} (an interrupted up left it)")
                 engine.remove(box.id)
+                forget_pins(box)
                 box = None
-        return execute(engine, plan_up(box, resolved.spec, recreate), resolved, reporter, keep_failed)
+        result = execute(engine, plan_up(box, resolved.spec, recreate), resolved, reporter, keep_failed)
+    audit.note(gpus=list(result.box.gpus))
+    return result
 
 
 def _box_lock(engine: Engine, resolved: Resolved, verb: str) -> AbstractContextManager[None]:
@@ -83,7 +88,13 @@ def _box_lock(engine: Engine, resolved: Resolved, verb: str) -> AbstractContextM
     # As long as the other `up` may take to get its box ready, and the making before that.
     wait = resolved.profile.ready_timeout + 120
     what = f"devbox {verb} {resolved.spec.name}"
-    return hostlock.user_lock(lock, resolved.settings.user_config_dir, what, timeout=wait)
+    folder = resolved.settings.user_config_dir
+    if resolved.settings.lab:
+        from devbox.labmode import BINDS_DIR
+
+        # devbox runs as root in lab mode: its locks stay out of the caller's home.
+        folder = BINDS_DIR.parent / "locks" / str(resolved.settings.uid)
+    return hostlock.user_lock(lock, folder, what, timeout=wait)
 
 
 def execute(
@@ -91,6 +102,7 @@ def execute(
 ) -> BoxReport:
     """Carry out `plan`, then report the box and how to reach it (waiting until it is ready)."""
     if plan.action in ("create", "recreate"):
+        _check_binds(resolved)  # before a pull or build: a refused bind wastes neither
         ensure_image(engine, resolved, reporter)
         resolved = resolved.for_image(engine.image_labels(resolved.spec.image))
         try:
@@ -105,7 +117,7 @@ def execute(
                 raise
             plan = plan_up(box, resolved.spec, recreate=False)
     assert plan.box is not None
-    env = environment(resolved.spec)
+    env = environment(resolved.spec, resolved.settings.caller)
     config_dir = resolved.settings.user_config_dir
     if plan.action == "noop":
         box = plan.box
@@ -120,6 +132,11 @@ def execute(
         result = report(engine, box, found, "running", env, config_dir)
     else:
         place.check_restart(engine, resolved, plan.box)
+        if resolved.settings.lab:
+            from devbox.ops import labbinds
+
+            # Its sources checked again as the caller and pinned anew (moved, or /run emptied).
+            labbinds.repin(resolved, plan.box)
         reporter.step(f"starting {plan.box.container}")
         engine.start(plan.box.id)
         started = engine.inspect(plan.box.id) or plan.box
@@ -131,8 +148,18 @@ def execute(
     return replace(result, changes=plan.changes)
 
 
+def _check_binds(resolved: Resolved) -> None:
+    """Lab mode: refuse a bind the caller may not mount before anything else happens."""
+    if resolved.settings.lab:
+        from devbox.ops import labbinds
+
+        labbinds.verify(resolved)
+
+
 def rebuild(engine: Engine, resolved: Resolved, reporter: Reporter, pull: bool, no_cache: bool) -> BoxReport:
     """Fresh image (pulled or rebuilt) and a new container; named volumes are kept."""
+    audit.note(box=resolved.spec.box, owner=resolved.spec.owner)
+    _check_binds(resolved)
     ensure_image(engine, resolved, reporter, pull=pull, build=True, no_cache=no_cache)
     resolved = resolved.for_image(engine.image_labels(resolved.spec.image))
     with _box_lock(engine, resolved, "rebuild"):  # not while building: that may take long
@@ -145,8 +172,11 @@ def rebuild(engine: Engine, resolved: Resolved, reporter: Reporter, pull: bool, 
                 exc.hint = f"{exc.hint}; {kept}" if exc.hint else kept
             raise
         if old is not None:
-            return replace_box(engine, resolved, reporter, old, keep_failed=False, action="rebuilt")
-        return create(engine, resolved, reporter, keep_failed=False, action="rebuilt")
+            result = replace_box(engine, resolved, reporter, old, keep_failed=False, action="rebuilt")
+        else:
+            result = create(engine, resolved, reporter, keep_failed=False, action="rebuilt")
+    audit.note(gpus=list(result.box.gpus))
+    return result
 
 
 @dataclass(frozen=True)
@@ -172,12 +202,18 @@ def box_volumes(engine: Engine, owner: str, name: str, container: str) -> list[s
 def down(
     engine: Engine, owner: str, name: str, container: str, purge: list[str], config_dir: Path
 ) -> DownResult:
-    """Stop and remove the box; remove only the volumes in `purge` (confirmed by the caller)."""
+    """Stop and remove the box; remove only the volumes in `purge` (confirmed by the caller).
+
+    Its pinned bind mounts (lab mode) go with it.
+    """
+    audit.note(box=name, owner=owner)
     kept = box_volumes(engine, owner, name, container)
     box = engine.find(container, owner)
     if box is not None:
+        audit.note(gpus=list(box.gpus))
         engine.stop(box.id)
         engine.remove(box.id)
+    _release_pins(engine, owner, name, container)
     sshkeys.forget_host_key(config_dir, sshkeys.host_alias(owner, name))
     removed: list[str] = []
     in_use: list[str] = []
@@ -190,6 +226,18 @@ def down(
         tuple(v for v in kept if v not in removed and v not in in_use),
         tuple((v, tuple(engine.volume_users(v))) for v in in_use),
     )
+
+
+def _release_pins(engine: Engine, owner: str, name: str, container: str) -> None:
+    """Unmount the box's pins, but those of an old box a killed replacement left set aside."""
+    from devbox.labmode import BINDS_DIR
+
+    if not os.path.isdir(BINDS_DIR / owner / name):  # outside lab mode: none, or not ours to see
+        return
+    from devbox.ops import labbinds
+
+    aside = engine.find(aside_name(container), owner)
+    labbinds.release(owner, name, keep=labbinds.folders_of(aside) if aside is not None else ())
 
 
 def switch(engine: Engine, resolved: Resolved, reporter: Reporter) -> tuple[list[str], BoxReport]:

@@ -27,6 +27,14 @@ from devbox.ops.reporter import Reporter
 _ASIDE_SUFFIX = ".replaced"
 
 
+def forget_pins(box: Box) -> None:
+    """Unmount the pins of a box just removed (lab mode, docs/lab.md); a no-op for most boxes."""
+    if box.labels.get("devbox.binds"):
+        from devbox.ops import labbinds
+
+        labbinds.forget(box)
+
+
 def aside_name(container: str) -> str:
     """The name an old box waits under while its replacement is made."""
     return f"{container}{_ASIDE_SUFFIX}"
@@ -52,6 +60,7 @@ def replace_box(
             exc.hint = f"{exc.hint}; {note}" if exc.hint else note
         raise
     engine.remove(old.id)
+    forget_pins(old)  # its own pins only: the new box has others
     return result
 
 
@@ -72,6 +81,7 @@ def _restore(engine: Engine, resolved: Resolved, old: Box, was_running: bool, ke
         new = engine.inspect(name)
         if new is not None and new.id != old.id:
             engine.remove(new.id)  # ours: the per-box lock keeps other `up`s of this box out
+            forget_pins(new)
         current = engine.inspect(old.id)
         if current is not None and current.container != name:  # Ctrl-C may have come before the rename
             engine.rename(old.id, name)
@@ -95,8 +105,10 @@ def restore_aside(engine: Engine, resolved: Resolved) -> Box | None:
     if box is not None:
         if box.running and half_made(engine, box) is None:
             engine.remove(aside.id)  # killed after the new box was ready: only the old one's removal was left
+            forget_pins(aside)
             return box
         engine.remove(box.id)  # killed while making the new box: it never got ready
+        forget_pins(box)
     engine.rename(aside.id, name)  # stopped, as the replacement left it: `up` starts it again
     return engine.find(name, resolved.spec.owner)
 

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     # most boxes ask for none, and `up` is timed.
     from devbox.placement import inventory as host
     from devbox.placement.inventory import Gpu
+    from devbox.policy.rules import Policy
 
 # States in which a box keeps its GPUs: a created box is about to start, a paused one resumes.
 HOLDING_STATES = ("created", "running", "restarting", "paused")
@@ -56,26 +57,27 @@ class Busy:
         return f"{memory}, {self.processes} process{'' if self.processes == 1 else 'es'}"
 
 
-def inventory(environ: Mapping[str, str]) -> list[Gpu] | None:
-    """The host's GPUs: declared, else from nvidia-smi; None when neither is available."""
+def inventory(environ: Mapping[str, str], policy: Policy | None = None) -> list[Gpu] | None:
+    """The host's GPUs: declared (variable, else `policy`), else from nvidia-smi; None when neither is."""
     from devbox.placement import inventory as host
 
-    return host.read(environ).gpus
+    return host.read(environ, policy).gpus
 
 
-def require_inventory(environ: Mapping[str, str]) -> list[Gpu]:
+def require_inventory(environ: Mapping[str, str], policy: Policy | None = None) -> list[Gpu]:
     """The host's GPUs for a box that asks for some; refused when devbox cannot see them.
 
     Fail closed: a request sent unchecked would skip the holders and hand out GPUs others hold.
     """
     from devbox.placement import inventory as host
 
-    reading = host.read(environ)
+    reading = host.read(environ, policy)
     if reading.gpus is None:
         raise NoGpuInventory(
             f"devbox cannot see this host's GPUs ({reading.why_not}), so it hands none out",
             "install the NVIDIA driver so that nvidia-smi works, or declare the GPUs "
-            "(DEVBOX_GPU_INVENTORY=8); or start the box without GPUs: --gpus none",
+            "(DEVBOX_GPU_INVENTORY=8, or gpu_inventory: 8 in the policy); or start the box "
+            "without GPUs: --gpus none",
         )
     return reading.gpus
 

@@ -1,5 +1,7 @@
 """The host's GPUs as its NVIDIA driver reports them: nvidia-smi, or a declared inventory.
 
+Declared: DEVBOX_GPU_INVENTORY, else the policy's `gpu_inventory` (a count or a CSV path).
+
 Three readings, each one nvidia-smi call: the GPUs (`--query-gpu`), the compute processes on
 them (`--query-compute-apps`, each mapped to the container its cgroup names), and the driver
 with the highest CUDA version it supports. nvidia-smi rather than NVML bindings: no extra
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devbox.errors import InvalidInput, Origin, Problem
+from devbox.policy import rules
 from devbox.profile import files
 
 SMI_QUERY = "index,uuid,name,memory.total,memory.used,utilization.gpu"
@@ -89,13 +92,40 @@ def parse_smi_csv(text: str, declared: bool = False) -> list[Gpu]:
     return gpus
 
 
-def declared_inventory(value: str) -> list[Gpu]:
-    """DEVBOX_GPU_INVENTORY: a count ("8") or the path of a CSV in nvidia-smi's format."""
+@dataclass(frozen=True)
+class Declared:
+    """A declared inventory's value ("8", a CSV path), and where it was said (for messages)."""
+
+    value: str
+    name: str = "DEVBOX_GPU_INVENTORY"  # the variable, or the policy key `gpu_inventory`
+    origin: Origin | None = None  # None: the variable itself
+
+
+def declared(environ: Mapping[str, str], policy: rules.Policy | None = None) -> Declared | None:
+    """The GPUs declared by DEVBOX_GPU_INVENTORY, else by the policy's `gpu_inventory`, or None.
+
+    In lab mode the helper hands the policy's value on as the variable, whatever the caller
+    set; outside it the variable wins and the policy's is the fallback.
+    """
+    value = environ.get("DEVBOX_GPU_INVENTORY")
+    if value:
+        return Declared(value)
+    value = rules.gpu_inventory_value(policy) if policy is not None else None
+    if value is None or policy is None:
+        return None
+    return Declared(value, "gpu_inventory", policy.origins.get("gpu_inventory", Origin(policy.source)))
+
+
+def declared_inventory(value: str, said: Declared | None = None) -> list[Gpu]:
+    """DEVBOX_GPU_INVENTORY (or `said`, the policy's): a count ("8") or an nvidia-smi CSV's path."""
+    said = said or Declared(value)
+    name, where = said.name, said.origin or Origin(said.name)
     if value.strip().isdecimal():
-        if len(value.strip()) > 4 or int(value) > 1024:  # a typo, not a machine: never a list of 10**11
+        # A typo, not a machine: never a list of 10**11.
+        if len(value.strip()) > 4 or int(value) > rules.MOST_DECLARED_GPUS:
             raise InvalidInput(
-                f"DEVBOX_GPU_INVENTORY={value[:20]} is more GPUs than a machine has",
-                [Problem(Origin("DEVBOX_GPU_INVENTORY"), "at most 1024")],
+                f"{name}={value[:20]} is more GPUs than a machine has",
+                [Problem(where, f"at most {rules.MOST_DECLARED_GPUS}")],
                 "set it to the number of GPUs, e.g. 8",
             )
         # A count says how many, nothing else: memory and use are unknown (null), never 0.
@@ -104,21 +134,20 @@ def declared_inventory(value: str) -> list[Gpu]:
             for i in range(int(value))
         ]
     path = Path(value)
-    where = Origin("DEVBOX_GPU_INVENTORY")
     if not files.is_file(value):  # never raises, whatever the variable holds
         raise InvalidInput(
-            f"DEVBOX_GPU_INVENTORY={value} is neither a count nor a file",
+            f"{name}={value} is neither a count nor a file",
             [Problem(where, "neither a count nor a file")],
             "set it to a number of GPUs (8) or an nvidia-smi CSV file",
         )
     try:
         gpus = parse_smi_csv(files.read_text(value), declared=True)
     except ValueError as exc:
-        raise InvalidInput(f"DEVBOX_GPU_INVENTORY={value} {exc}", [Problem(where, str(exc))]) from None
+        raise InvalidInput(f"{name}={value} {exc}", [Problem(where, str(exc))]) from None
     if not gpus:
         # Silently meaning "no GPUs" would refuse every GPU box with a misleading message.
         raise InvalidInput(
-            f"DEVBOX_GPU_INVENTORY={value} lists no GPU",
+            f"{name}={value} lists no GPU",
             [Problem(Origin(str(path)), "no GPU line")],
             "each line: index, uuid, name, memory.total, memory.used, utilization.gpu "
             "(nvidia-smi --query-gpu=... --format=csv,noheader,nounits)",
@@ -151,11 +180,12 @@ def _smi(environ: Mapping[str, str], *args: str) -> tuple[str | None, str]:
     return result.stdout, ""
 
 
-def read(environ: Mapping[str, str]) -> Reading:
-    """The host's GPUs: declared (DEVBOX_GPU_INVENTORY), else from nvidia-smi."""
-    declared = environ.get("DEVBOX_GPU_INVENTORY")
-    if declared:
-        return Reading(declared_inventory(declared))
+def read(environ: Mapping[str, str], policy: rules.Policy | None = None) -> Reading:
+    """The host's GPUs: declared (DEVBOX_GPU_INVENTORY, else the policy's gpu_inventory), else
+    from nvidia-smi."""
+    said = declared(environ, policy)
+    if said is not None:
+        return Reading(declared_inventory(said.value, said))
     out, why = _smi(environ, f"--query-gpu={SMI_QUERY}", "--format=csv,noheader,nounits")
     if out is None:
         return Reading(None, why)
@@ -197,9 +227,9 @@ def parse_driver(text: str) -> Driver:
     return Driver(driver.group(1) if driver else None, cuda.group(1) if cuda else None)
 
 
-def driver(environ: Mapping[str, str]) -> Driver | None:
+def driver(environ: Mapping[str, str], policy: rules.Policy | None = None) -> Driver | None:
     """The driver's version and CUDA version; None without nvidia-smi (or a declared inventory)."""
-    if environ.get("DEVBOX_GPU_INVENTORY"):
+    if declared(environ, policy) is not None:
         return None  # declared GPUs have no driver to ask
     out, _ = _smi(environ, "--version")  # short, but only since R525 or so
     found = parse_driver(out) if out else Driver(None, None)

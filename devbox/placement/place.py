@@ -119,7 +119,11 @@ def _constraints(resolved: Resolved) -> tuple[list[host.Gpu] | None, bool]:
     """The GPU inventory to reserve from (None: no GPUs asked), and whether the policy has
     per-user limits to keep. GPUs asked on a host whose GPUs devbox cannot see: refused."""
     wanted = resolved.spec
-    inventory = gpus.require_inventory(resolved.settings.environ) if wanted.gpus.kind != "none" else None
+    inventory = (
+        gpus.require_inventory(resolved.settings.environ, resolved.policy)
+        if wanted.gpus.kind != "none"
+        else None
+    )
     return inventory, resolved.policy.limits != Limits()
 
 
@@ -144,7 +148,7 @@ def _check_cuda(engine: Engine, resolved: Resolved, env: dict[str, str]) -> None
     need = cuda.image_need(image_env, engine.image_labels(image) or {})
     if need is None or cuda.disabled(image_env, env):
         return
-    driver = host.driver(resolved.settings.environ)
+    driver = host.driver(resolved.settings.environ, resolved.policy)
     if driver is not None and driver.cuda is not None:  # unknown: the NVIDIA runtime still checks
         cuda.check(need, driver.cuda, driver.version, image)
 

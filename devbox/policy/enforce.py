@@ -73,11 +73,7 @@ def _real(path: str) -> str:
 def _image_rules(profile: Profile, policy: Policy) -> list[Problem]:
     problems = []
     allowed = policy.allowed_images
-    if (
-        profile.image
-        and allowed is not None
-        and not any(fnmatch.fnmatchcase(profile.image, p) for p in allowed)
-    ):
+    if profile.image and allowed is not None and not image_allowed(profile.image, policy):
         listed = ", ".join(allowed) or "(none)"
         message = f"image '{profile.image}' is not allowed: allowed_images is [{listed}]"
         problems.append(Problem(profile.origin("image"), f"{message} ({policy.rule('allowed_images')})"))
@@ -185,10 +181,21 @@ def check(profile: Profile, policy: Policy, host: capacity.Capacity | None = Non
     """
     problems = violations(profile, policy)
     if problems:
-        count = f"{len(problems)} rule" + ("s" if len(problems) > 1 else "")
-        raise PolicyRefusal(
-            f"the lab policy refuses profile '{profile.name}' ({count} broken)",
-            problems,
-            policy.source,
-        )
+        raise refusal(profile, policy, problems)
     return apply_limits(profile, policy, host)
+
+
+def refusal(profile: Profile, policy: Policy, problems: list[Problem]) -> PolicyRefusal:
+    """The refusal of `profile` for the broken rules `problems` (exit 3)."""
+    count = f"{len(problems)} rule" + ("s" if len(problems) > 1 else "")
+    return PolicyRefusal(
+        f"the lab policy refuses profile '{profile.name}' ({count} broken)",
+        problems,
+        policy.source,
+    )
+
+
+def image_allowed(image: str, policy: Policy) -> bool:
+    """True when `image` matches `allowed_images` (any image when the policy lists none)."""
+    allowed = policy.allowed_images
+    return allowed is None or any(fnmatch.fnmatchcase(image, p) for p in allowed)

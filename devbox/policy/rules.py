@@ -2,12 +2,16 @@
 
 Read from `DEVBOX_POLICY`, else `/etc/devbox/policy.yaml`; no file means permissive
 defaults. `check` refuses a profile that breaks a rule before anything touches the engine.
+Lab mode (docs/lab.md) adds who is an admin, whether boxes may run as root, where binds may
+come from and the declared GPUs: keys that mean nothing to a single user holding the socket,
+except `gpu_inventory`, which stands in for an unset DEVBOX_GPU_INVENTORY there too.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,7 +42,16 @@ POLICY_KEYS = (
     "forbidden_mounts",
     "bind_address",
     "gpu_busy_memory_mib",
+    "admins",
+    "allow_root",
+    "allowed_mounts",
+    "gpu_inventory",
 )
+# Most GPUs a declared inventory may count (as DEVBOX_GPU_INVENTORY: a typo, not a machine).
+MOST_DECLARED_GPUS = 1024
+# A user or group name as passwd and group files allow them (samba's trailing $ included);
+# `@name` is a group.
+_ADMIN_RE = re.compile(r"^@?[A-Za-z0-9_][A-Za-z0-9_.-]*\$?$")
 # A GPU no box holds with more memory in use than this is busy outside devbox (docs/gpus.md):
 # a driver, X or a monitoring agent holds a few hundred MiB, a job gigabytes.
 GPU_BUSY_MEMORY_MIB = 1024
@@ -85,6 +98,13 @@ class Policy:
     forbidden_mounts: tuple[str, ...] = ALWAYS_FORBIDDEN
     bind_address: str = "127.0.0.1"
     gpu_busy_memory_mib: int = GPU_BUSY_MEMORY_MIB
+    # Lab mode (docs/lab.md). `allow_build_explicit`: allow_build was written down, which
+    # lab mode asks for before it lets `build:` past an `allowed_images` list.
+    allow_build_explicit: bool = False
+    admins: tuple[str, ...] = ()  # user names, and groups as `@group` (or a plain group name)
+    allow_root: bool = False
+    allowed_mounts: tuple[str, ...] = ()  # roots a lab-mode bind may come from, besides home and project
+    gpu_inventory: int | str | None = None  # a count or a CSV path, as DEVBOX_GPU_INVENTORY
     origins: dict[str, Origin] = field(default_factory=dict)
 
     @property
@@ -192,6 +212,7 @@ def parse(doc: Document, settings: Settings) -> Policy:
                 f"e.g. gpu_busy_memory_mib: {GPU_BUSY_MEMORY_MIB}",
             )
         )
+    lab = _lab_keys(doc, data, problems)
     if problems:
         raise InvalidInput(f"policy {doc.source} is invalid", problems, hint="devbox help policy")
     return Policy(
@@ -203,6 +224,11 @@ def parse(doc: Document, settings: Settings) -> Policy:
         forbidden_mounts=tuple(dict.fromkeys([*ALWAYS_FORBIDDEN, *(os.path.normpath(m) for m in mounts)])),
         bind_address=bind_address,
         gpu_busy_memory_mib=busy_memory,
+        allow_build_explicit="allow_build" in data,
+        admins=lab.admins,
+        allow_root=lab.allow_root,
+        allowed_mounts=lab.allowed_mounts,
+        gpu_inventory=lab.gpu_inventory,
         origins={k: doc.origin((k,)) for k in POLICY_KEYS if k in data}
         | {
             f"limits.{k}": doc.origin(("limits", k))
@@ -210,6 +236,71 @@ def parse(doc: Document, settings: Settings) -> Policy:
             if isinstance(data.get("limits"), dict) and k in data["limits"]
         },
     )
+
+
+def gpu_inventory_value(policy: Policy) -> str | None:
+    """The policy's `gpu_inventory` as DEVBOX_GPU_INVENTORY would say it ("8", a path), or None."""
+    return None if policy.gpu_inventory is None else str(policy.gpu_inventory)
+
+
+@dataclass(frozen=True)
+class _LabKeys:
+    admins: tuple[str, ...] = ()
+    allow_root: bool = False
+    allowed_mounts: tuple[str, ...] = ()
+    gpu_inventory: int | str | None = None
+
+
+def _lab_keys(doc: Document, data: dict[str, Any], problems: list[Problem]) -> _LabKeys:
+    """admins, allow_root, allowed_mounts and gpu_inventory, each problem located."""
+    admins = _string_list(doc, data, "admins", problems) or []
+    for i, name in enumerate(admins):
+        if not _ADMIN_RE.match(name):
+            problems.append(
+                Problem(
+                    doc.origin(("admins", i)),
+                    f"'{files.shown(name, 40)}' is not a user or group name",
+                    "e.g. admins: [alice, '@labadmins'] (@ marks a group)",
+                )
+            )
+    allow_root = data.get("allow_root", False)
+    if not isinstance(allow_root, bool):
+        problems.append(Problem(doc.origin(("allow_root",)), "allow_root must be true or false"))
+    roots = _string_list(doc, data, "allowed_mounts", problems) or []
+    for i, root in enumerate(roots):
+        why = files.path_problem(root)
+        if why is None and not root.startswith("/"):
+            why = "is not an absolute path"
+        if why is not None:
+            problems.append(Problem(doc.origin(("allowed_mounts", i)), f"'{files.shown(root, 60)}' {why}"))
+    return _LabKeys(
+        admins=tuple(admins),
+        allow_root=allow_root is True,
+        allowed_mounts=tuple(dict.fromkeys(os.path.normpath(r) for r in roots)),
+        gpu_inventory=_gpu_inventory(doc, data, problems),
+    )
+
+
+def _gpu_inventory(doc: Document, data: dict[str, Any], problems: list[Problem]) -> int | str | None:
+    """A count of GPUs (1 to MOST_DECLARED_GPUS) or the absolute path of an nvidia-smi CSV."""
+    if "gpu_inventory" not in data:
+        return None
+    value = data["gpu_inventory"]
+    if isinstance(value, str) and value.strip().isdecimal():
+        value = int(value.strip()) if len(value.strip()) <= 5 else MOST_DECLARED_GPUS + 1
+    if _whole(value) and 1 <= value <= MOST_DECLARED_GPUS:
+        return int(value)
+    if isinstance(value, str) and value.startswith("/") and files.path_problem(value) is None:
+        return os.path.normpath(value)
+    problems.append(
+        Problem(
+            doc.origin(("gpu_inventory",)),
+            f"gpu_inventory must be a number of GPUs from 1 to {MOST_DECLARED_GPUS} or the absolute "
+            f"path of a CSV file, not {files.shown(repr(value), 40)}",
+            "e.g. gpu_inventory: 8, or gpu_inventory: /etc/devbox/gpus.csv",
+        )
+    )
+    return None
 
 
 def _limits(doc: Document, raw: Any, problems: list[Problem]) -> Limits:

@@ -50,12 +50,12 @@ def _env(values: list[str], settings: Settings, problems: list[Problem]) -> dict
         key, sep, val = value.partition("=")
         if not sep:
             # Like `docker run -e KEY`: take the value from the caller's environment.
-            if key not in settings.environ:
+            if key not in settings.caller_environ:
                 problems.append(
                     Problem(Origin("-e"), f"-e {key}: {key} is not set here", f"write -e {key}=VALUE")
                 )
                 continue
-            val = settings.environ[key]
+            val = settings.caller_environ[key]
         env[key] = val
     return env
 

@@ -15,6 +15,7 @@ TOPICS = {
     "cli": "every command and option, the --json output, environment, exit codes",
     "profiles": "writing a profile: image, GPUs, ports, volumes, env, extends; where they are found",
     "policy": "the lab policy file: defaults, limits, allowed images, mounts",
+    "lab": "lab mode: users outside the docker group, through sudo; setting it up, its threat model",
     "gpus": "how GPUs are given out, shown and checked on a shared server",
     "image": "the devbox image protocol: user, SSH key, Jupyter token, credentials line",
 }

@@ -131,3 +131,54 @@ def test_render_prints_the_void_that_up_sends_for_a_box_without_gpus(sandbox: Sa
     assert not any(
         v.startswith("NVIDIA_VISIBLE_DEVICES") for v in flag_values(argv(sandbox, "gpu.yaml"), "-e")
     )
+
+
+# --- lab mode: the owner's network, no-new-privileges:true ---------------------------------
+
+
+def lab_spec(sandbox: Sandbox, lab: bool = True) -> spec.ContainerSpec:
+    """alice's box as lab mode makes it (the spec only: no files read, no policy)."""
+    from devbox.profile import loader
+
+    sandbox.write("work/lab.yaml", "image: devbox/box:0.1\nuser: host\n")
+    profile = loader.load("lab.yaml", sandbox.settings())
+    return spec.build(profile, spec.HostContext("alice", 1000, 1000, lab=lab))
+
+
+def test_render_of_a_lab_box_names_its_network_and_no_new_privileges(sandbox: Sandbox) -> None:
+    args = docker_argv.docker_run_argv(lab_spec(sandbox))
+    assert flag_values(args, "--network") == ["devbox-alice"]
+    assert flag_values(args, "--security-opt") == ["no-new-privileges:true"]
+    assert flag_values(args, "--user") == ["1000:1000"]
+    assert "--network" not in argv(sandbox, "default")
+
+
+def test_a_lab_box_joins_its_owners_network_by_name(sandbox: Sandbox) -> None:
+    from devbox.engine.docker import body
+
+    host = body.create_body(lab_spec(sandbox), {})["HostConfig"]
+    assert host["NetworkMode"] == "devbox-alice"
+    assert host["SecurityOpt"] == ["no-new-privileges:true"]
+    sandbox.write("work/plain.yaml", "image: devbox/box:0.1\n")
+    plain = resolve.resolve("plain.yaml", sandbox.settings()).spec
+    assert "NetworkMode" not in body.create_body(plain, {})["HostConfig"]
+
+
+def test_boxes_made_before_the_network_field_keep_their_hash(sandbox: Sandbox) -> None:
+    import hashlib
+    import json
+    from dataclasses import asdict
+
+    sandbox.write("work/plain.yaml", "image: devbox/box:0.1\n")
+    made = resolve.resolve("plain.yaml", sandbox.settings()).spec
+    # The hash as devbox computed it before `disk` and `network` existed.
+    data = asdict(made)
+    for key in ("spec_hash", "disk", "network"):
+        del data[key]
+    data["labels"] = {k: v for k, v in made.labels.items() if k != "devbox.box.spec-hash"}
+    assert (
+        made.spec_hash
+        == hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    )
+    # Lab mode is part of what a box is: a box made before lab mode is made again.
+    assert lab_spec(sandbox).spec_hash != lab_spec(sandbox, lab=False).spec_hash

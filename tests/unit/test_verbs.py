@@ -317,3 +317,48 @@ def test_plan_up_decides_from_the_box_and_the_spec_alone(
     plan = lifecycle.plan_up(current, after_edit if edited else same, recreate)
     assert plan.action == action and plan.box == current
     assert plan.changes == (("shm_size: 64m → 1g",) if changed else ())
+
+
+# --- lab mode: each owner's boxes on their own network ---------------------------------------
+
+
+def _lab_settings(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch, name: str, uid: int) -> Settings:
+    """`name`'s lab-mode settings; caller.rights is a no-op here (unit tests may run as root)."""
+    from contextlib import nullcontext
+    from pathlib import Path
+
+    from devbox import caller, settings
+
+    monkeypatch.setattr(caller, "rights", lambda who: nullcontext())
+    who = caller.Caller(name, uid, uid, (uid,), Path(sandbox.home))
+    return settings.for_caller(who, {}, sandbox.cwd, sandbox.lab)
+
+
+def test_lab_boxes_join_their_owners_network_and_run_as_their_owner(
+    sandbox: Sandbox, engine: FakeEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ref = profile(sandbox, "nb", NOTEBOOK)
+    alice = up(engine, _lab_settings(sandbox, monkeypatch, "alice", 1000), ref)
+    bob = up(engine, _lab_settings(sandbox, monkeypatch, "bob", 1001), ref)
+    again = up(engine, _lab_settings(sandbox, monkeypatch, "alice", 1000), profile(sandbox, "nb2", NOTEBOOK))
+    assert alice.box.running and bob.box.running and again.box.running
+    assert engine.store.networks == {
+        "devbox-alice": {labels.OWNER: "alice", labels.NETWORK: "1"},
+        "devbox-bob": {labels.OWNER: "bob", labels.NETWORK: "1"},
+    }
+    assert [c for c in engine.store.calls if c[0] == "network"] == [
+        ("network", "devbox-alice"),
+        ("network", "devbox-bob"),
+    ]
+    made = {c.name: c.spec for c in engine.store.containers.values()}
+    assert made["devbox-alice-nb"].network == "devbox-alice" and made["devbox-bob-nb"].network == "devbox-bob"
+    assert made["devbox-alice-nb"].user == "1000:1000" and made["devbox-bob-nb"].user == "1001:1001"
+
+
+def test_a_lab_box_never_joins_a_network_of_that_name_devbox_did_not_make(
+    sandbox: Sandbox, engine: FakeEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine.store.networks["devbox-alice"] = {labels.OWNER: "mallory"}
+    with pytest.raises(DevboxError, match="devbox did not make it for alice"):
+        up(engine, _lab_settings(sandbox, monkeypatch, "alice", 1000), profile(sandbox, "nb", NOTEBOOK))
+    assert engine.store.containers == {}

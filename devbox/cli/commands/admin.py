@@ -68,7 +68,7 @@ def gpus(json_output: JsonOpt = False) -> None:
 @app.command()
 @handles_errors
 def doctor(json_output: JsonOpt = False) -> None:
-    """Check the engine, socket, GPU runtime, GPUs, disk, /dev/shm default and policy; exit 1 on failure."""
+    """Check the engine, socket, GPU runtime, GPUs, disk, /dev/shm, policy, lab mode; exit 1 on failure."""
     from rich.markup import escape
 
     from devbox import engine, settings
@@ -129,6 +129,12 @@ def prune(
         if not found:
             out.print("no running box holds only idle GPUs (a snapshot of utilisation right now)")
         return
+    if all_users and not caller.admin:
+        from devbox.errors import Refused
+
+        raise Refused(
+            "only lab admins may prune everyone's boxes", "devbox prune (without --all) prunes yours"
+        )
     doomed = admin.prunable(eng, None if all_users else caller.owner, admin.parse_age(older_than))
     if not doomed and not json_output:
         out.print("nothing to prune")
@@ -145,8 +151,11 @@ def prune(
         question = f"Remove these {len(doomed)} box(es)? Their volumes are kept."
         if not typer.confirm(question, default=False, err=True):
             raise typer.Exit(1)
+    from devbox.ops.replace import forget_pins
+
     for box in doomed:
         eng.remove(box.id)
+        forget_pins(box)  # lab mode: the box's pinned binds go with it
     if json_output:
         to_json.print_json(to_json.prune_json(doomed, eng.host))
     else:

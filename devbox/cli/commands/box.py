@@ -94,14 +94,16 @@ def down(
 ) -> None:
     """Stop and remove a box. Its named volumes are kept unless --purge."""
     from devbox import engine
-    from devbox.ops import lifecycle
+    from devbox.box.spec import container_name
+    from devbox.ops import boxes, lifecycle
 
     settings = shared.caller()
+    owner, name = boxes.target(settings, name, "stop and remove")
     eng = engine.connect()
-    container = shared.container(settings, name)
+    container = container_name(owner, name)
     doomed: list[str] = []
     if purge:
-        doomed = lifecycle.box_volumes(eng, settings.owner, name, container)
+        doomed = lifecycle.box_volumes(eng, owner, name, container)
         if doomed and not yes:
             if not sys.stdin.isatty():
                 # A missing flag: invalid input, and nothing was touched.
@@ -114,11 +116,11 @@ def down(
             # On stderr, beside the list: stdout holds only the result (the JSON document).
             if not typer.confirm("Delete these volumes for good?", default=False, err=True):
                 raise typer.Exit(1)
-    result = lifecycle.down(eng, settings.owner, name, container, doomed, settings.user_config_dir)
+    result = lifecycle.down(eng, owner, name, container, doomed, settings.user_config_dir)
     if json_output:
         from devbox.ui.to_json import down_json, print_json
 
-        print_json(down_json(result, name, settings.owner, eng.host))
+        print_json(down_json(result, name, owner, eng.host))
     else:
         from devbox.ui import panels
 
@@ -180,7 +182,7 @@ def logs(
     from devbox.ops import boxes
 
     eng = engine.connect()
-    box = boxes.find_own(eng, shared.caller(), name)
+    box = boxes.find_own(eng, shared.caller(), name, "read the log of")
     out = sys.stdout.buffer
     try:
         for chunk in eng.stream_logs(
@@ -214,6 +216,9 @@ def exec_(
         # The docker CLI gives a real terminal (-t) and stdin; it honours DOCKER_HOST like we do.
         flags = ["-it"] if sys.stdin.isatty() and sys.stdout.isatty() else ["-i"]
         flags += ["-u", user] if user else []
+        from devbox import audit
+
+        audit.exec_now()
         os.execv(docker_cli, ["docker", "exec", *flags, box.id, *command])
     code, output = eng.exec(box.id, command, user=user)
     sys.stdout.write(output)

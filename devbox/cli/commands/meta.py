@@ -43,7 +43,7 @@ def help_(
     ctx: typer.Context,
     topic: Annotated[str | None, typer.Argument(help="A topic, or a command.")] = None,
 ) -> None:
-    """Show a guide (cli, profiles, policy, gpus, image) or a command's help; alone, list the guides."""
+    """Show a guide (cli, profiles, policy, lab, gpus, image) or a command's help; alone, list the guides."""
     if topic is None or meta.help_topic(topic):
         if topic is None:
             meta.help_topic(None)

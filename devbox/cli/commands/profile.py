@@ -66,6 +66,10 @@ def render(
 
     flags = overrides(image, gpus, shm_size, cpus, memory, port, volume, env)
     resolved = resolve.resolve(profile, settings.from_environment(), flags, probe=_image_labels)
+    if resolved.settings.lab:
+        from devbox.ops import labbinds
+
+        labbinds.verify(resolved)  # binds checked as the caller, as `up` would: nothing mounted
     if resolved.spec.protocol:
         stderr().print(
             "note: devbox also copies an SSH key, a host key and a Jupyter token into this box before "

@@ -71,6 +71,11 @@ def ssh(
     ssh_binary = shutil.which("ssh")
     if ssh_binary is None:
         raise DevboxError("no ssh client found", "install openssh-client")
+    from devbox import audit
+    from devbox import caller as lab_caller
+
+    audit.exec_now()
+    lab_caller.become(caller.caller)  # lab mode: ssh runs as the caller, with their keys and config
     os.execv(ssh_binary, argv)
 
 
@@ -98,7 +103,10 @@ def ssh_config(
     include = caller.user_config_dir / "ssh_config"
     ssh_config_path = Path(caller.home) / ".ssh" / "config"
     if write:
-        sshaccess.write_config(ssh_config_path, include, blocks)
+        from devbox import caller as lab_caller
+
+        with lab_caller.rights(caller.caller):  # the caller's files, written as the caller
+            sshaccess.write_config(ssh_config_path, include, blocks)
     if json_output:
         written = (str(include), str(ssh_config_path)) if write else (None, None)
         to_json.print_json(to_json.ssh_config_json(entries, *written))

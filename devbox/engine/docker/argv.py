@@ -51,6 +51,8 @@ def docker_run_argv(spec: ContainerSpec) -> list[str]:
         argv.append("--init")
     for opt in spec.security_opt:
         argv += ["--security-opt", opt]
+    if spec.network is not None:
+        argv += ["--network", spec.network]
     if not spec.gpus_declared:
         argv += _gpu_flag(spec.gpus)
     if spec.shm_size is not None:

@@ -59,6 +59,8 @@ def create_body(
         # Only some storage drivers can cap the writable layer; the others refuse the box
         # (docs/policy.md, `devbox doctor`).
         "StorageOpt": {"size": str(spec.disk)} if spec.disk is not None else None,
+        # Lab mode: the owner's own bridge (made before the box, networks.ensure), by name.
+        "NetworkMode": spec.network,
     }
     body: dict[str, Any] = {
         "Image": spec.image,

@@ -25,13 +25,18 @@ def _timestamp(text: str | None) -> float | None:
     return datetime.fromisoformat(f"{head}.{frac}").replace(tzinfo=UTC).timestamp()
 
 
-def _mounts(items: list[dict[str, Any]] | None) -> tuple[MountInfo, ...]:
-    # Summaries and inspect output describe mounts the same way.
+def _mounts(items: list[dict[str, Any]] | None, lab: dict[str, str]) -> tuple[MountInfo, ...]:
+    # Summaries and inspect output describe mounts the same way; a lab box's pins as the caller's paths.
+    shown = labels.pinned_sources(lab)
     return tuple(
         MountInfo(
-            m.get("Type", ""), m.get("Name") or m.get("Source", ""), m["Destination"], not m.get("RW", True)
+            m.get("Type", ""),
+            shown.get(source, source),
+            m["Destination"],
+            not m.get("RW", True),
         )
         for m in items or []
+        for source in [m.get("Name") or m.get("Source", "")]
     )
 
 
@@ -69,21 +74,22 @@ def from_summary(item: dict[str, Any]) -> Box:
         status_text=item.get("Status", ""),
         created=float(item.get("Created", 0)),
         ports=tuple(published[p] for p in sorted(published, key=list(names).index)),
-        mounts=_mounts(item.get("Mounts")),
+        mounts=_mounts(item.get("Mounts"), lab),
         **_from_labels(lab),
     )
 
 
-def _bind(text: str) -> MountInfo:
+def _bind(text: str, shown: dict[str, str]) -> MountInfo:
     # HostConfig.Binds holds what devbox asked for: "source:target:rw" (or ":ro").
     source, _, rest = text.partition(":")
     target, _, mode = rest.partition(":")
     kind = "bind" if source.startswith("/") else "volume"
-    return MountInfo(kind, source, target, "ro" in mode.split(","))
+    return MountInfo(kind, shown.get(source, source), target, "ro" in mode.split(","))
 
 
 def _config(config: dict[str, Any], host_config: dict[str, Any]) -> BoxConfig:
     """How the container was created: what drift compares and exec takes its user from."""
+    shown = labels.pinned_sources(config.get("Labels") or {})
     fixed: dict[int, int | None] = {}
     for key, bindings in (host_config.get("PortBindings") or {}).items():
         port = (bindings or [{}])[0].get("HostPort") or ""
@@ -93,7 +99,7 @@ def _config(config: dict[str, Any], host_config: dict[str, Any]) -> BoxConfig:
         user=config.get("User") or "",
         workdir=config.get("WorkingDir") or "",
         command=tuple(config.get("Cmd") or ()),
-        binds=tuple(_bind(b) for b in host_config.get("Binds") or []),
+        binds=tuple(_bind(b, shown) for b in host_config.get("Binds") or []),
         host_ports=fixed,
     )
 
@@ -125,7 +131,7 @@ def from_inspect(info: dict[str, Any]) -> Box:
         status_text=state.get("Status", ""),
         created=_timestamp(info.get("Created")) or 0.0,
         ports=tuple(ports),
-        mounts=_mounts(info.get("Mounts")),
+        mounts=_mounts(info.get("Mounts"), lab),
         started_at=_timestamp(state.get("StartedAt")),
         exit_code=state.get("ExitCode"),
         **_from_labels(lab),

@@ -189,9 +189,17 @@ class DockerEngine:
     def create(
         self, spec: ContainerSpec, env: dict[str, str], extra_labels: dict[str, str] | None = None
     ) -> str:
-        """Create (not start) the box's container; returns its id. Volumes it made are undone on failure."""
+        """Create (not start) the box's container; returns its id. Volumes it made are undone on failure.
+
+        A lab box's network (the owner's own bridge) is made first if missing, and kept:
+        the owner's other boxes share it.
+        """
         from devbox.engine.docker import body, volumes
 
+        if spec.network is not None:
+            from devbox.engine.docker import networks
+
+            networks.ensure(self, spec.network, spec.owner)
         names = body.named_volumes(spec)
         for _ in range(VOLUME_ATTEMPTS):
             made: list[str] = []

@@ -1,0 +1,166 @@
+"""Lab mode's root helper: the caller from sudo, a clean environment, then the usual CLI.
+
+Started only as `sudo -n /usr/local/libexec/devbox/devbox-lab --env-fd N -- ARGS` by the
+front end (cli/labgate.py). Before any command runs it: learns the caller from the kernel
+(caller.from_sudo), refuses when anything lab mode trusts could be changed by a non-root
+user (labmode.check_sound), rebuilds the environment from scratch (the engine is the lab's,
+the GPU inventory the policy's), and decides whether the caller is an admin. Every command
+ends with one line in the audit log, whatever its outcome.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from devbox import audit, labmode
+from devbox.errors import DevboxError, Refused
+
+SECURE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# Values that are the caller's secrets even in an audit log: `-e KEY=VALUE` keeps only KEY.
+_VALUE_FLAGS = ("-e", "--env")
+
+
+def _parse(argv: list[str]) -> tuple[int | None, list[str]]:
+    """(--env-fd, the devbox command line) from the helper's own arguments."""
+    env_fd = None
+    rest = list(argv)
+    while rest and rest[0] != "--":
+        flag = rest.pop(0)
+        if flag == "--env-fd" and rest and rest[0].isdecimal():
+            env_fd = int(rest.pop(0))
+        else:
+            raise Refused(f"the lab helper does not take {flag!r}", "run devbox as yourself: devbox COMMAND")
+    return env_fd, rest[1:]
+
+
+def _caller_environ(fd: int | None) -> dict[str, str]:
+    """The caller's environment, handed over by the front end (data only; bounded)."""
+    if fd is None:
+        return {}
+    try:
+        blob = os.pread(fd, 1 << 20, 0)
+        os.close(fd)
+        data = json.loads(blob.decode("utf-8", "surrogateescape"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {str(k): str(v) for k, v in data.items() if isinstance(k, str) and isinstance(v, str)}
+
+
+def clean_environ(caller_env: dict[str, str], engine: str | None) -> dict[str, str]:
+    """Root's environment for the command: fixed PATH and HOME, the caller's display settings only."""
+    env = {"PATH": SECURE_PATH, "HOME": "/root", "USER": "root", "LOGNAME": "root"}
+    env |= {k: v for k, v in caller_env.items() if k in labmode.PASSED_ENV}
+    if engine:
+        env["DOCKER_HOST"] = engine
+    return env
+
+
+def redacted(argv: list[str]) -> list[str]:
+    """The command line as the audit log keeps it: `-e KEY=VALUE` becomes `-e KEY=…`."""
+    shown: list[str] = []
+    hide_next = False
+    for arg in argv:
+        kept = arg
+        if hide_next and "=" in arg:
+            kept = arg.split("=", 1)[0] + "=…"
+        elif arg.startswith("--env=") and arg.count("=") >= 2:
+            kept = "=".join(arg.split("=", 2)[:2]) + "=…"
+        hide_next = arg in _VALUE_FLAGS
+        shown.append(kept)
+    return shown
+
+
+def _outcome(code: int) -> tuple[str, str | None]:
+    """("allowed" or the error kind, why) for an exit status."""
+    from devbox.cli import errors
+
+    if code == 0:
+        return "allowed", None
+    error = errors.state.get("last_error")
+    if isinstance(error, DevboxError):
+        return error.kind, error.message
+    return ("invalid" if code == 2 else "failed"), None
+
+
+def _write_audit(fields: dict[str, Any]) -> None:
+    try:
+        audit.append(labmode.AUDIT_LOG, audit.line(**fields))
+    except OSError as exc:
+        sys.stderr.write(f"warning: cannot write the audit log {labmode.AUDIT_LOG}: {exc.strerror}\n")
+
+
+def _setup(argv: list[str]) -> tuple[list[str], dict[str, Any]]:
+    """Everything before the command: who, soundness, environment, policy, admin. Returns the command line."""
+    from devbox import caller, settings
+    from devbox.policy import labfile, rules
+
+    env_fd, command = _parse(argv)
+    who = caller.from_sudo(os.environ)
+    fields: dict[str, Any] = {"user": who.name, "uid": who.uid, "command": (command or ["help"])[0]}
+    fields["args"] = redacted(command)
+    labmode.check_sound()
+    config = labfile.read_config()
+    user_env = _caller_environ(env_fd)
+    os.environ.clear()
+    os.environ.update(clean_environ(user_env, config.engine))
+    lab_settings = settings.for_caller(who, user_env, Path.cwd(), labmode.ETC_DIR)
+    policy = rules.load(lab_settings)
+    admin = who.matches(tuple(policy.admins) + tuple(f"@{g}" for g in config.admin_groups))
+    if not (admin or who.in_group(config.group)):
+        raise Refused(
+            f"you are not in the lab group '{config.group}'",
+            f"ask your lab admin: usermod -aG {config.group} {who.name}",
+        )
+    inventory = rules.gpu_inventory_value(policy)
+    if inventory is not None:
+        os.environ["DEVBOX_GPU_INVENTORY"] = inventory
+    settings.enter_lab(replace(lab_settings, admin=admin, environ=dict(os.environ)))
+    fields["admin"] = admin
+    return command, fields
+
+
+def main() -> None:
+    """Entry point of the helper script lab install writes."""
+    from devbox.cli import errors
+
+    json_output = errors.json_requested(sys.argv[1:])
+    fields: dict[str, Any] = {"user": os.environ.get("SUDO_USER", "?"), "command": "?"}
+    try:
+        command, fields = _setup(sys.argv[1:])
+    except (Exception, KeyboardInterrupt) as exc:
+        code = errors.report(exc, json_output)
+        result, why = _outcome(code)
+        if os.geteuid() == 0:
+            _write_audit({**fields, "result": result, "exit": code, "why": why})
+        sys.exit(code)
+    errors.state["keep_process"] = True  # the fast path must return, so the audit line is written
+    sys.argv = ["devbox", *command]
+    code = 1
+    written = [False]
+
+    def write_once(exit_code: int) -> None:
+        if not written[0]:
+            written[0] = True
+            result, why = _outcome(exit_code)
+            _write_audit({**fields, "result": result, "exit": exit_code, "why": why})
+
+    audit.at_exec(lambda: write_once(0))  # ssh and exec replace this process: say so first
+    try:
+        from devbox.cli import _main
+
+        _main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except KeyboardInterrupt:
+        code = 130
+    finally:
+        write_once(code)
+    sys.exit(code)
