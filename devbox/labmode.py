@@ -12,7 +12,7 @@ import os
 import stat
 from pathlib import Path
 
-from devbox.errors import Refused
+from devbox.errors import Origin, Problem, Refused
 
 ETC_DIR = Path("/etc/devbox")
 LAB_FILE = ETC_DIR / "lab.yaml"
@@ -46,21 +46,16 @@ def installed() -> bool:
     return os.path.lexists(LAB_FILE)
 
 
-def _weak(path: Path, st: os.stat_result) -> str | None:
-    """Why `path` (with stat `st`) could be changed by someone other than root, or None."""
+def weak_reason(st: os.stat_result) -> str | None:
+    """Why a file with lstat `st` is not root's alone (a non-root user could change it), or None."""
     if st.st_uid != 0:
         return f"is owned by uid {st.st_uid}, not root"
+    if stat.S_ISLNK(st.st_mode):
+        return None  # a symlink's mode means nothing; where it points is checked on its own
     writable = st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
-    if not writable:
-        return None
-    # A sticky folder (/tmp) lets others add entries but not replace root's: safe as a parent.
-    if stat.S_ISDIR(st.st_mode) and st.st_mode & stat.S_ISVTX:
-        return None
-    who = (
-        "its group and others"
-        if writable == stat.S_IWGRP | stat.S_IWOTH
-        else ("its group" if writable == stat.S_IWGRP else "others")
-    )
+    if not writable or (stat.S_ISDIR(st.st_mode) and st.st_mode & stat.S_ISVTX):
+        return None  # a sticky folder (/tmp) lets others add entries, not replace root's
+    who = {stat.S_IWGRP: "its group", stat.S_IWOTH: "others"}.get(writable, "its group and others")
     return f"is writable by {who} (mode {stat.S_IMODE(st.st_mode):04o})"
 
 
@@ -80,7 +75,7 @@ def weak_spots(path: Path, parents: bool = True) -> list[str]:
     chain = [real, *real.parents] if parents else [real]
     for item in chain:
         try:
-            why = _weak(item, item.lstat())
+            why = weak_reason(item.lstat())
         except OSError as exc:
             why = f"cannot be checked ({exc.strerror})"
         if why:
@@ -99,10 +94,10 @@ def check_sound() -> None:
 
     Refused (exit 3) with the fix otherwise: a policy a user can edit is no policy.
     """
-    spots = [spot for path in trusted_paths() for spot in weak_spots(path)]
+    spots = [(path, spot) for path in trusted_paths() for spot in weak_spots(path)]
     if spots:
         raise Refused(
-            "lab mode is not sound: " + spots[0],
-            "as root, for each path named: chown root:root PATH && chmod go-w PATH",
-            details=tuple(spots[1:]),
+            f"lab mode is not sound: {len(spots)} place(s) a user other than root could change",
+            "as root, for each place named: chown root:root PATH && chmod go-w PATH; then devbox lab status",
+            problems=[Problem(Origin(str(path)), spot) for path, spot in spots],
         )

@@ -20,12 +20,8 @@ bind passed its checks and the folder it goes in is one they may write and may m
 from __future__ import annotations
 
 import contextlib
-import errno
-import functools
 import json
 import os
-import re
-import secrets
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -33,23 +29,46 @@ from pathlib import Path
 from typing import Any
 
 from devbox import caller as lab_caller
+from devbox import mounts
 from devbox.box.resolved import Resolved
 from devbox.box.state import Box
 from devbox.errors import DevboxError, Origin, PolicyRefusal, Problem, Refused
 from devbox.labmode import BINDS_DIR
+from devbox.ops.labpins import (  # re-exported: the verbs release pins through this module
+    BINDS_LABEL,
+    box_folder,
+    folders_of,
+    forget,
+    new_folder,
+    pins_of,
+    release,
+    release_folder,
+    remove_entry,
+    shown_sources,
+    unpin,
+)
 from devbox.policy import enforce
 
-BINDS_LABEL = "devbox.binds"  # [{"pin": PATH, "source": CALLER'S PATH, "ro": BOOL}, ...]
+__all__ = [
+    "BINDS_LABEL",
+    "Checked",
+    "check",
+    "close",
+    "folders_of",
+    "forget",
+    "pin",
+    "pins_of",
+    "release",
+    "release_folder",
+    "repin",
+    "shown_sources",
+    "unpin",
+    "verify",
+]
+
 # Pins are never bound from inside (or above) devbox's own folder: a bind of a parent into
 # its child multiplies mounts.
 _OWN_DIR = str(BINDS_DIR.parent)
-_GEN_RE = re.compile(r"^[0-9a-f]{12}$")
-
-_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 1, 2, 4, 8
-_MS_REMOUNT, _MS_NOSYMFOLLOW, _MS_NOATIME, _MS_NODIRATIME = 32, 256, 1024, 2048
-_MS_BIND, _MS_REC, _MS_STRICTATIME = 4096, 16384, 1 << 24
-_ST_NOSYMFOLLOW, _ST_RELATIME = 8192, 4096
-_MNT_DETACH, _UMOUNT_NOFOLLOW = 2, 8
 
 
 @dataclass(frozen=True)
@@ -263,89 +282,6 @@ def verify(resolved: Resolved) -> None:
 # --- pinning -------------------------------------------------------------------------------
 
 
-@functools.cache
-def _libc() -> Any:
-    import ctypes  # here: only pinning needs it, and `check` runs for `render` too
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p]
-    libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
-    return libc
-
-
-def _mount(source: str | None, target: str, flags: int) -> None:
-    import ctypes
-
-    if _libc().mount(source.encode() if source else None, target.encode(), None, flags, None) != 0:
-        code = ctypes.get_errno()
-        raise OSError(code, os.strerror(code), target)
-
-
-def _unmount(target: str) -> bool:
-    """Detach whatever is mounted at `target` (stacked mounts too); False if something stays."""
-    import ctypes
-
-    libc = _libc()
-    for _ in range(16):
-        if libc.umount2(target.encode(), _MNT_DETACH | _UMOUNT_NOFOLLOW) != 0:
-            return ctypes.get_errno() in (errno.EINVAL, errno.ENOENT)
-    return False
-
-
-def _root_folder(path: Path) -> None:
-    """`path` made if missing, and checked: a root-owned folder no one else may enter."""
-    with contextlib.suppress(FileExistsError):
-        os.mkdir(path, 0o700)
-    info = os.lstat(path)
-    if not stat.S_ISDIR(info.st_mode) or info.st_uid != 0 or info.st_mode & 0o077:
-        raise DevboxError(
-            f"{path} is not a root-only folder", f"as root: rm -r {path} (devbox makes it again)"
-        )
-
-
-def _folders(owner: str, box: str) -> Path:
-    """BINDS_DIR/owner/box, made root-only."""
-    BINDS_DIR.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-    for path in (BINDS_DIR, BINDS_DIR / owner, BINDS_DIR / owner / box):
-        _root_folder(path)
-    return BINDS_DIR / owner / box
-
-
-def _new_folder(owner: str, box: str) -> Path:
-    """A fresh GEN folder for one container's pins."""
-    for attempt in range(3):
-        folder = _folders(owner, box) / secrets.token_hex(6)
-        try:
-            os.mkdir(folder, 0o700)
-            return folder
-        except FileNotFoundError:  # another box's release took the empty owner folder just now
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")
-
-
-def _bind(fd: int, target: str, folder: bool, readonly: bool) -> None:
-    """Mount the inode of `fd` at `target` (made here), never set-uid or device files through it."""
-    if folder:
-        os.mkdir(target, 0o700)
-    else:
-        os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
-    source = f"/proc/self/fd/{fd}"  # the kernel follows it to the checked inode, no path walk
-    flags = os.statvfs(source).f_flag
-    _mount(source, target, _MS_BIND | _MS_REC)
-    # A bind remount sets the mount's flags outright: keep the source's, add nosuid and nodev.
-    keep = _MS_NOEXEC if flags & os.ST_NOEXEC else 0
-    keep |= _MS_NOSYMFOLLOW if flags & _ST_NOSYMFOLLOW else 0
-    keep |= _MS_NODIRATIME if flags & os.ST_NODIRATIME else 0
-    if flags & os.ST_NOATIME:
-        keep |= _MS_NOATIME
-    elif not flags & _ST_RELATIME:
-        keep |= _MS_STRICTATIME
-    if readonly or flags & os.ST_RDONLY:
-        keep |= _MS_RDONLY
-    _mount(None, target, _MS_REMOUNT | _MS_BIND | _MS_NOSUID | _MS_NODEV | keep)
-
-
 def _made(resolved: Resolved, item: Checked) -> Checked:
     """A missing source made as the caller, then opened and checked like any other."""
     rules = _rules(resolved)
@@ -395,7 +331,7 @@ def pin(resolved: Resolved, checked: list[Checked]) -> Resolved:
         if not checked:
             return resolved
         spec = resolved.spec
-        folder = _new_folder(spec.owner, spec.box)
+        folder = new_folder(spec.owner, spec.box)
         try:
             _mount_each(resolved, checked, lambda item: str(folder / str(item.index)))
         except BaseException:
@@ -411,42 +347,6 @@ def pin(resolved: Resolved, checked: list[Checked]) -> Resolved:
         mounts[item.index] = replace(mounts[item.index], source=entry["pin"])
     labels = {**spec.labels, BINDS_LABEL: json.dumps(pins)}
     return replace(resolved, spec=replace(spec, mounts=tuple(mounts), labels=labels))
-
-
-def pins_of(box_labels: dict[str, str]) -> list[dict[str, Any]]:
-    """The pins a box's label records (each checked to be devbox's own path); [] if none or garbled."""
-    try:
-        pins = json.loads(box_labels.get(BINDS_LABEL) or "[]")
-    except ValueError:
-        return []
-    if not isinstance(pins, list):
-        return []
-    for entry in pins:
-        if not (
-            isinstance(entry, dict)
-            and isinstance(entry.get("pin"), str)
-            and isinstance(entry.get("source"), str)
-            and _pin_folder(entry["pin"]) is not None
-        ):
-            return []
-    return pins
-
-
-def shown_sources(box_labels: dict[str, str]) -> dict[str, str]:
-    """Pin path → the caller's path, to show people what they mounted (not /run/devbox/...)."""
-    return {p["pin"]: p["source"] for p in pins_of(box_labels)}
-
-
-def _pin_folder(pin_path: str) -> str | None:
-    """The GEN folder of a pin path BINDS_DIR/OWNER/BOX/GEN/I, or None for anything else."""
-    path = Path(pin_path)
-    if len(path.parts) != len(BINDS_DIR.parts) + 4 or path.parents[3] != BINDS_DIR:
-        return None
-    if not _GEN_RE.match(path.parent.name) or not path.name.isdecimal():
-        return None
-    if any(part in (".", "..") for part in path.parts) or str(path) != pin_path:
-        return None
-    return str(path.parent)
 
 
 def repin(resolved: Resolved, box: Box) -> None:
@@ -486,81 +386,10 @@ def _replace_pin(item: Checked, target: str) -> None:
         if (now.st_dev, now.st_ino) == (want.st_dev, want.st_ino):
             return
     folder = Path(target).parent
-    _folders(folder.parent.parent.name, folder.parent.name)
+    box_folder(folder.parent.parent.name, folder.parent.name)
     with contextlib.suppress(FileExistsError):
         os.mkdir(folder, 0o700)
-    if not _unmount(target):
+    if not mounts.unmount(target):
         raise DevboxError(f"cannot unmount the old pin {target}", f"as root: umount -l {target}")
-    _remove_entry(target)
-    _bind(item.fd, target, item.folder, item.readonly)
-
-
-# --- releasing -----------------------------------------------------------------------------
-
-
-def _remove_entry(path: str) -> None:
-    """Remove an unmounted pin: rmdir or unlink, never recursively (that would go through a mount)."""
-    try:
-        info = os.lstat(path)
-        (os.rmdir if stat.S_ISDIR(info.st_mode) else os.unlink)(path)
-    except OSError:
-        pass  # still mounted (EBUSY) or gone: left as it is
-
-
-def release_folder(folder: str) -> None:
-    """Unmount and remove one GEN folder of pins (and the box's and owner's folders if empty)."""
-    if _pin_folder(f"{folder}/0") is None:
-        return
-    try:
-        entries = os.listdir(folder)
-    except OSError:
-        return
-    for name in entries:
-        if _unmount(f"{folder}/{name}"):
-            _remove_entry(f"{folder}/{name}")
-    for path in (folder, os.path.dirname(folder), os.path.dirname(os.path.dirname(folder))):
-        try:
-            os.rmdir(path)
-        except OSError:
-            break
-
-
-def release(owner: str, box: str, keep: tuple[str, ...] = ()) -> None:
-    """Unmount and remove the pins of `owner`'s box `box`, but for the GEN folders in `keep`.
-
-    For `down`, a failed create and prune; idempotent, and a no-op where there is nothing
-    (or nothing this process may see: outside lab mode, /run/devbox/binds is root's).
-    """
-    base = BINDS_DIR / owner / box
-    try:
-        generations = os.listdir(base)
-    except OSError:
-        return
-    for name in generations:
-        if str(base / name) not in keep:
-            release_folder(str(base / name))
-    for path in (base, base.parent):
-        try:
-            os.rmdir(path)
-        except OSError:
-            break
-
-
-def _generations(box_labels: dict[str, str]) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(f for p in pins_of(box_labels) if (f := _pin_folder(p["pin"]))))
-
-
-def folders_of(box: Box) -> tuple[str, ...]:
-    """The GEN folders a box's pins live in."""
-    return _generations(box.labels)
-
-
-def unpin(box_labels: dict[str, str]) -> None:
-    """Release the pins these labels record (a box's, or a spec's that never became one)."""
-    for folder in _generations(box_labels):
-        release_folder(folder)
-
-
-def forget(box: Box) -> None:
-    """Release the pins of a box just removed (only its own: a replacement has others)."""
-    unpin(box.labels)
+    remove_entry(target)
+    mounts.bind(item.fd, target, item.folder, item.readonly)

@@ -79,19 +79,6 @@ class Spot:
         return f"chown root:root {self.path} && chmod go-w {self.path}"
 
 
-def _reason(st: os.stat_result) -> str | None:
-    """Why a file with lstat `st` is not root's alone, or None (as labmode.weak_spots judges)."""
-    if st.st_uid != 0:
-        return f"is owned by uid {st.st_uid}, not root"
-    if stat.S_ISLNK(st.st_mode):
-        return None  # a symlink's mode means nothing; where it points is checked on its own
-    writable = st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
-    if not writable or (stat.S_ISDIR(st.st_mode) and st.st_mode & stat.S_ISVTX):
-        return None  # a sticky folder (/tmp) lets others add entries, not replace root's
-    who = {stat.S_IWGRP: "its group", stat.S_IWOTH: "others"}.get(writable, "its group and others")
-    return f"is writable by {who} (mode {stat.S_IMODE(st.st_mode):04o})"
-
-
 def _existing(path: Path) -> Path:
     """`path`, or its nearest folder that exists: who may create it there matters too."""
     while not os.path.lexists(path) and path != path.parent:
@@ -128,7 +115,7 @@ def _look(paths: Iterable[Path], found: dict[str, Spot]) -> None:
         if key in found:
             continue
         try:
-            why = _reason(path.lstat())
+            why = labmode.weak_reason(path.lstat())
         except FileNotFoundError:
             continue
         except OSError as exc:

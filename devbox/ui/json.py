@@ -237,6 +237,10 @@ class PolicyJson(TypedDict):
     allow_build: bool
     forbidden_mounts: list[str]
     bind_address: str
+    admins: list[str]
+    allow_root: bool
+    allowed_mounts: list[str]
+    gpu_inventory: int | str | None
 
 
 class PolicyCheckJson(TypedDict):

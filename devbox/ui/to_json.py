@@ -246,6 +246,10 @@ def policy_json(lab: Policy) -> PolicyJson:
         "allow_build": lab.allow_build,
         "forbidden_mounts": list(lab.forbidden_mounts),
         "bind_address": lab.bind_address,
+        "admins": list(lab.admins),
+        "allow_root": lab.allow_root,
+        "allowed_mounts": list(lab.allowed_mounts),
+        "gpu_inventory": lab.gpu_inventory,
     }
 
 
