@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 _notes: dict[str, Any] = {}
-_before_exec: list[Callable[[], None]] = []
+_before_exec: list[Callable[[int], None]] = []
 
 
 def note(**fields: Any) -> None:
@@ -28,15 +28,16 @@ def notes() -> dict[str, Any]:
     return dict(_notes)
 
 
-def at_exec(action: Callable[[], None]) -> None:
-    """Run `action` if this process is about to be replaced by another program (ssh, docker exec)."""
+def at_exec(action: Callable[[int], None]) -> None:
+    """Run `action(exit status)` if this process is about to be replaced by another program (ssh,
+    docker exec) or to end at once (a closed stdout), skipping the usual way out."""
     _before_exec.append(action)
 
 
-def exec_now() -> None:
-    """Called just before an exec: the command's audit line must be written while we still can."""
+def exec_now(status: int = 0) -> None:
+    """Called just before an exec or an abrupt end: the audit line must be written while we still can."""
     while _before_exec:
-        _before_exec.pop(0)()
+        _before_exec.pop(0)(status)
 
 
 def line(**fields: Any) -> str:

@@ -49,7 +49,28 @@ def engine_lock_path(host: str) -> str:
     """The shared lock file of the engine at `host` (one socket, however its path is spelt)."""
     if host.startswith("unix://"):
         host = "unix://" + os.path.realpath(host[len("unix://") :])
-    return os.path.join(SHARED_DIR, f"devbox-engine-{_digest(host)}.lock")
+    return os.path.join(_shared_dir(), f"devbox-engine-{_digest(host)}.lock")
+
+
+def _shared_dir() -> str:
+    """Where engine locks live: /tmp, or in lab mode a root-only folder.
+
+    In lab mode every devbox process runs as root (users through the helper), and a lock in
+    /tmp could be made first by any user, jamming everyone's `up` (it must not be theirs).
+    """
+    from devbox import labmode
+
+    if not labmode.installed():
+        return SHARED_DIR
+    folder = labmode.BINDS_DIR.parent / "locks"
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = os.lstat(folder)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != 0:
+        what = f"(lab mode's lock folder) is {_kind(info.st_mode)} of {_user(info.st_uid)}"
+        raise _refuse(str(folder), what)
+    if stat.S_IMODE(info.st_mode) != 0o700:
+        os.chmod(folder, 0o700)  # made by an older devbox, or with parents' default mode
+    return str(folder)
 
 
 def engine_group(host: str) -> int | None:

@@ -25,12 +25,11 @@ class Resolved:
     def for_image(self, image_labels: dict[str, str] | None) -> Resolved:
         """The same, with the spec adapted to what the image turned out to be.
 
-        A devbox-protocol image starts as root and drops to the user itself; in lab mode only
-        an image the policy lets do that (`lab.may_start_as_root`), else it gets `--user`.
+        A devbox-protocol image starts as root and drops to the user itself; in lab mode it
+        starts as the user too (`--user`), unless the policy allows root (`lab.may_start_as_root`).
         """
         protocol = labels.PROTOCOL in (image_labels or {})
-        if protocol and self.settings.lab:
-            protocol = lab.may_start_as_root(self.profile, self.policy)
-        if protocol == self.spec.protocol:
+        as_caller = protocol and self.settings.lab and not lab.may_start_as_root(self.profile, self.policy)
+        if protocol == self.spec.protocol and (self.spec.user is not None) == as_caller:
             return self
-        return replace(self, spec=spec.build(self.profile, self.context, protocol))
+        return replace(self, spec=spec.build(self.profile, self.context, protocol, as_caller))

@@ -201,11 +201,15 @@ def _no_gpus(gpus: GpuRequest) -> dict[str, str]:
     return {"NVIDIA_VISIBLE_DEVICES": "void"} if gpus.kind == "none" else {}
 
 
-def build(profile: Profile, ctx: HostContext, protocol: bool = False) -> ContainerSpec:
+def build(
+    profile: Profile, ctx: HostContext, protocol: bool = False, as_caller: bool = False
+) -> ContainerSpec:
     """The container spec for `profile` run by `ctx.owner`, hash included.
 
     `protocol`: the image follows the devbox image protocol (it carries the devbox.protocol
-    label): the user is passed in the environment, not as `--user`.
+    label): the user is passed in the environment, not as `--user`. `as_caller` (lab mode,
+    without `allow_root`): it still does, but starts as the caller too (`--user UID:GID`), so
+    no process of the box is ever root.
     """
     box = profile.name
     owner_labels = {labels.OWNER: ctx.owner, labels.BOX: box}
@@ -256,7 +260,7 @@ def build(profile: Profile, ctx: HostContext, protocol: bool = False) -> Contain
         nano_cpus=round(res.cpus * 1e9) if res.cpus is not None else None,
         pids_limit=res.pids,
         disk=res.disk,
-        user=None if protocol else _user(profile.user, ctx),
+        user=(f"{ctx.uid}:{ctx.gid}" if as_caller else None) if protocol else _user(profile.user, ctx),
         workdir=profile.workdir,
         protocol=protocol,
         security_opt=LAB_SECURITY_OPT if ctx.lab else SECURITY_OPT,

@@ -72,6 +72,8 @@ def redacted(argv: list[str]) -> list[str]:
             kept = arg.split("=", 1)[0] + "=…"
         elif arg.startswith("--env=") and arg.count("=") >= 2:
             kept = "=".join(arg.split("=", 2)[:2]) + "=…"
+        elif arg.startswith("-e") and not arg.startswith("--") and "=" in arg:  # -eKEY=VALUE
+            kept = arg.split("=", 1)[0] + "=…"
         hide_next = arg in _VALUE_FLAGS
         shown.append(kept)
     return shown
@@ -96,21 +98,53 @@ def _write_audit(fields: dict[str, Any]) -> None:
         sys.stderr.write(f"warning: cannot write the audit log {labmode.AUDIT_LOG}: {exc.strerror}\n")
 
 
-def _setup(argv: list[str]) -> tuple[list[str], dict[str, Any]]:
-    """Everything before the command: who, soundness, environment, policy, admin. Returns the command line."""
+def _working_folder() -> Path:
+    """The caller's current folder; refused when it is gone (deleted while they stood in it)."""
+    try:
+        return Path.cwd()
+    except OSError:
+        raise Refused(
+            "your current folder no longer exists", "cd to a folder that exists, then run devbox again"
+        ) from None
+
+
+def _on_signal(signum: int, frame: object) -> None:
+    """A signal sudo relays (the caller may send them): stop as Ctrl-C does, cleaning up."""
+    del frame
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _handle_signals() -> None:
+    """The caller owns the sudo process and may make it relay signals to us. Each one ends the
+    command through the Ctrl-C path (what was half made is undone, the audit line written), and
+    a stop (Ctrl-Z) is ignored: a stopped helper would hold the lab's GPU lock for everyone."""
+    import signal
+
+    for name in ("SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM"):
+        signal.signal(getattr(signal, name), _on_signal)
+    for name in ("SIGTSTP", "SIGTTIN", "SIGTTOU"):
+        signal.signal(getattr(signal, name), signal.SIG_IGN)
+
+
+def _setup(argv: list[str], fields: dict[str, Any]) -> list[str]:
+    """Everything before the command: who, soundness, environment, policy, admin.
+
+    Returns the command line; fills `fields` (the audit line's) as it learns them, so a
+    refusal part-way still names who was refused.
+    """
     from devbox import caller, settings
     from devbox.policy import labfile, rules
 
     env_fd, command = _parse(argv)
+    fields.update(command=(command or ["help"])[0], args=redacted(command))
     who = caller.from_sudo(os.environ)
-    fields: dict[str, Any] = {"user": who.name, "uid": who.uid, "command": (command or ["help"])[0]}
-    fields["args"] = redacted(command)
+    fields.update(user=who.name, uid=who.uid)
     labmode.check_sound()
     config = labfile.read_config()
     user_env = _caller_environ(env_fd)
     os.environ.clear()
     os.environ.update(clean_environ(user_env, config.engine))
-    lab_settings = settings.for_caller(who, user_env, Path.cwd(), labmode.ETC_DIR)
+    lab_settings = settings.for_caller(who, user_env, _working_folder(), labmode.ETC_DIR)
     policy = rules.load(lab_settings)
     admin = who.matches(tuple(policy.admins) + tuple(f"@{g}" for g in config.admin_groups))
     if not (admin or who.in_group(config.group)):
@@ -123,7 +157,7 @@ def _setup(argv: list[str]) -> tuple[list[str], dict[str, Any]]:
         os.environ["DEVBOX_GPU_INVENTORY"] = inventory
     settings.enter_lab(replace(lab_settings, admin=admin, environ=dict(os.environ)))
     fields["admin"] = admin
-    return command, fields
+    return command
 
 
 def main() -> None:
@@ -132,8 +166,9 @@ def main() -> None:
 
     json_output = errors.json_requested(sys.argv[1:])
     fields: dict[str, Any] = {"user": os.environ.get("SUDO_USER", "?"), "command": "?"}
+    _handle_signals()
     try:
-        command, fields = _setup(sys.argv[1:])
+        command = _setup(sys.argv[1:], fields)
     except (Exception, KeyboardInterrupt) as exc:
         code = errors.report(exc, json_output)
         result, why = _outcome(code)
@@ -151,7 +186,7 @@ def main() -> None:
             result, why = _outcome(exit_code)
             _write_audit({**fields, "result": result, "exit": exit_code, "why": why})
 
-    audit.at_exec(lambda: write_once(0))  # ssh and exec replace this process: say so first
+    audit.at_exec(write_once)  # ssh and exec replace this process, a closed pipe ends it: say so first
     try:
         from devbox.cli import _main
 

@@ -152,8 +152,13 @@ class Engine(Protocol):
         """
         ...
 
-    def put_files(self, container: str, files: dict[str, tuple[str, int]]) -> None:
-        """Copy root-owned files ({absolute path: (text, mode)}) into a container before it starts."""
+    def put_files(
+        self, container: str, files: dict[str, tuple[str, int]], owner: tuple[int, int] | None = None
+    ) -> None:
+        """Copy files ({absolute path: (text, mode)}) into a container before it starts.
+
+        Owned by root, or by `owner` (uid, gid): a box that runs as its user must read them.
+        """
         ...
 
     def has_file(self, container: str, path: str) -> bool:

@@ -229,11 +229,14 @@ class FakeEngine:
         self.store.containers[rival.id] = rival
         self._run(rival)
 
-    def put_files(self, container: str, files: dict[str, tuple[str, int]]) -> None:
-        """Keep the files' text."""
+    def put_files(
+        self, container: str, files: dict[str, tuple[str, int]], owner: tuple[int, int] | None = None
+    ) -> None:
+        """Keep the files' text (and who owns them, for tests)."""
         with self.store.lock:
             found = self._must(container)
             found.files.update({path: text for path, (text, _) in files.items()})
+            found.files_owner = owner
 
     def has_file(self, container: str, path: str) -> bool:
         """True when `path` was copied into the container."""

@@ -42,6 +42,7 @@ class FakeContainer:
     exit_code: int | None = None
     host_ports: dict[int, int] = field(default_factory=dict)  # while running
     files: dict[str, str] = field(default_factory=dict)
+    files_owner: tuple[int, int] | None = None  # put_files' owner (None: root)
     log: list[tuple[float, str]] = field(default_factory=list)
 
     @property

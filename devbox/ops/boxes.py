@@ -86,8 +86,14 @@ def box_profile(engine: Engine, settings: Settings, name: str) -> str | None:
     if "/" in name:
         return None  # a path to a profile, not a box name
     box = find(engine, settings, name)
+    if box is None:
+        return None
+    from devbox import caller
+
     # A label is any text: looked at without raising (a NUL or a 300-byte name is "no file").
-    return box.profile if box and files.is_file(box.profile) else None
+    # As the caller: whether a file exists where they cannot look is not theirs to learn.
+    with caller.rights(settings.caller):
+        return box.profile if files.is_file(box.profile) else None
 
 
 @dataclass(frozen=True)
@@ -137,11 +143,14 @@ def exec_target(engine: Engine, settings: Settings, name: str) -> ExecTarget:
     """Where `devbox exec NAME` runs its command.
 
     A devbox-image box starts as root and runs as its user: exec as that user too, so what
-    the command writes into /workspace is the caller's on the host, not root's.
+    the command writes into /workspace is the caller's on the host, not root's. In lab mode
+    always as the caller: the box's environment (an image's ENV, an env file) is theirs to set.
     """
     from devbox.box import spec
 
     box = running_own(engine, settings, name, "run commands in")
+    if settings.lab:
+        return ExecTarget(box, f"{settings.uid}:{settings.gid}")
     env = box.config.env if box.config else {}
     return ExecTarget(box, spec.protocol_user(env) or "")
 

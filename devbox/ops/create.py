@@ -40,6 +40,9 @@ def environment(container_spec: spec.ContainerSpec, who: caller.Caller | None = 
                 [Problem(Origin(path), f"sets {gpu_keys[0]}")],
                 f"remove it from the file and {envfile.GPU_VARIABLES_FIX}",
             )
+        if who is not None:
+            # Lab mode: the image protocol's variables are devbox's to set, never the user's.
+            from_file = {k: v for k, v in from_file.items() if not k.startswith("DEVBOX_")}
         env.update(from_file)
     env.update(container_spec.env)
     return env
@@ -91,6 +94,14 @@ def _secrets(resolved: Resolved) -> _Secrets:
     if key.identity_file:
         box_labels[reports.IDENTITY_LABEL] = key.identity_file
     return _Secrets(files, box_labels, token, host.public)
+
+
+def _numeric_user(user: str | None) -> tuple[int, int] | None:
+    """(uid, gid) of a `--user UID:GID`, or None (root, or a name only the image can resolve)."""
+    uid, _, gid = (user or "").partition(":")
+    if not uid.isdecimal():
+        return None
+    return int(uid), int(gid) if gid.isdecimal() else int(uid)
 
 
 def _hand_over_new_volumes(engine: Engine, box_id: str, container_spec: spec.ContainerSpec) -> None:
@@ -152,7 +163,8 @@ def create(
         raise
     try:
         if made:
-            engine.put_files(box_id, made.files)
+            # A box that runs as its user from the start (lab mode) must read its own secrets.
+            engine.put_files(box_id, made.files, _numeric_user(container_spec.user))
         _hand_over_new_volumes(engine, box_id, container_spec)
         engine.start(box_id)
         # devbox never asks for a TTY, so the log is multiplexed: no need to look it up.

@@ -87,9 +87,8 @@ def policy_text(config: LabConfig) -> str:
 # Root in a box with a bind mount is root on the host: boxes run as their owner.
 allow_root: false
 
-# The images boxes may use. Only these may start as root to set up their user and sshd
-# (the devbox image protocol: devbox help image), so list images you trust, by a name only you
-# can publish under: a pattern trusts whoever can push an image that matches it.
+# The images boxes may use (each box runs as its owner whatever the image, unless allow_root).
+# A pattern trusts whoever can publish an image that matches it: prefer names only you control.
 allowed_images:
   - "devbox/devbox:*"
   - "devbox/lab4:*"

@@ -11,7 +11,6 @@ whoever holds the engine's socket is root on the host already.
 from __future__ import annotations
 
 import dataclasses
-import os
 
 from devbox.errors import Problem
 from devbox.policy import enforce
@@ -81,12 +80,47 @@ def _build_problem(profile: Profile, policy: Policy) -> Problem | None:
     return Problem(profile.origin("build"), message, "use an allowed image: instead")
 
 
+# Below this a port is privileged: a box holding 127.0.0.1:25 or :80 could pose as a service
+# root's jobs trust (Docker's proxy binds it as root for the box).
+FIRST_UNPRIVILEGED_PORT = 1024
+# The NVIDIA runtime may read GPU requests from mounts here (accept-nvidia-visible-devices-as-
+# volume-mounts): a mount target there could ask for GPUs past allocation.
+_GPU_REQUEST_TARGETS = ("/var/run/nvidia-container-devices", "/run/nvidia-container-devices")
+
+
+def _port_problems(profile: Profile) -> list[Problem]:
+    """Fixed host ports below 1024 (lab mode): only root's services listen there."""
+    return [
+        Problem(
+            profile.origin("ports"),
+            f"port {port.name}: host port {port.host} is a privileged port (below "
+            f"{FIRST_UNPRIVILEGED_PORT}); in lab mode boxes publish on {FIRST_UNPRIVILEGED_PORT} and up",
+            f"leave the host port out (devbox picks a free one) or use {port.host + 8000}",
+        )
+        for port in profile.ports
+        if port.host is not None and 0 < port.host < FIRST_UNPRIVILEGED_PORT
+    ]
+
+
+def _target_problems(profile: Profile) -> list[Problem]:
+    """Mount targets where the GPU runtime reads requests."""
+    return [
+        Problem(
+            profile.origin("volumes"),
+            f"{volume.target} is where the NVIDIA runtime may read GPU requests: not a mount target",
+            "ask for GPUs with gpus:",
+        )
+        for volume in profile.volumes
+        if any(volume.target == t or volume.target.startswith(t + "/") for t in _GPU_REQUEST_TARGETS)
+    ]
+
+
 def violations(profile: Profile, policy: Policy, settings: Settings) -> list[Problem]:
     """The lab-mode rules `profile` breaks (none outside lab mode), located in the profile."""
     if not settings.lab:
         return []
     found = [_user_problem(profile, policy, settings), _build_problem(profile, policy)]
-    return [p for p in found if p is not None]
+    return [p for p in found if p is not None] + _port_problems(profile) + _target_problems(profile)
 
 
 def check(profile: Profile, policy: Policy, settings: Settings) -> Profile:
@@ -106,32 +140,11 @@ def check(profile: Profile, policy: Policy, settings: Settings) -> Profile:
 
 
 def may_start_as_root(profile: Profile, policy: Policy) -> bool:
-    """True when a lab box may follow the devbox image protocol (start as root, then drop).
+    """True when a lab box may start as root (the devbox image protocol's set-up), then drop.
 
-    Only an image the admin allowed by name (`image:` matching `allowed_images`, never a
-    `build:` of the user's, whose Dockerfile decides what runs as root), or any image when
-    the policy allows root anyway. Otherwise the box gets `--user uid:gid` from the start.
+    Only with `allow_root: true`: a process that is root in a box with the user's mounts can
+    be steered by them (a mount over the entrypoint, LD_PRELOAD, a symlink in their home),
+    so by default lab boxes run as the caller from their first process (`--user`).
     """
-    if policy.allow_root:
-        return True
-    if profile.image is None or profile.build is not None or policy.allowed_images is None:
-        return False
-    return enforce.image_allowed(profile.image, policy)
-
-
-def mount_roots(policy: Policy, settings: Settings, project: str | None = None) -> tuple[str, ...]:
-    """Folders a lab-mode bind source may lie under: the caller's home, the working folder,
-    the project profile's folder (`project`) and the policy's `allowed_mounts`.
-
-    Compare real paths (symlinks resolved as the caller sees them) against these with
-    `under_root`; forbidden mounts still apply inside them.
-    """
-    home = settings.caller.home if settings.caller is not None else settings.home
-    found = [str(home), str(settings.cwd), *([project] if project else []), *policy.allowed_mounts]
-    return tuple(dict.fromkeys(os.path.normpath(p) for p in found))
-
-
-def under_root(real_path: str, roots: tuple[str, ...]) -> bool:
-    """True when `real_path` is one of `roots` or inside one (`/` as a root allows nothing)."""
-    path = os.path.normpath(real_path)
-    return any(root != "/" and (path == root or path.startswith(root.rstrip("/") + "/")) for root in roots)
+    del profile  # the rule is the policy's alone, whatever the profile asks
+    return policy.allow_root

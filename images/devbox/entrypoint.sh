@@ -13,6 +13,76 @@ set -euo pipefail
 
 secrets=/run/devbox
 name=${DEVBOX_USER_NAME:-root}
+
+# --- started as the user (`--user UID:GID`: lab mode, docs/lab.md) -------------------------------
+# No root at any moment: the user's entry comes from nss_wrapper (the image's passwd cannot be
+# written), sshd runs as the user on port 22 (Docker lets containers bind low ports), and the
+# files devbox copied into /run/devbox are the user's own.
+if [ "$(id -u)" != 0 ]; then
+  uid=$(id -u)
+  gid=$(id -g)
+  [ "$name" = root ] && name=user
+  if ! getent passwd "$uid" >/dev/null; then
+    nss=/tmp/devbox-nss
+    mkdir -p -m 700 "$nss"
+    cp /etc/passwd "$nss/passwd"
+    cp /etc/group "$nss/group"
+    if getent passwd "$name" >/dev/null; then name="${name}_$uid"; fi
+    echo "$name:x:$uid:$gid::/home/$name:/bin/bash" >> "$nss/passwd"
+    getent group "$gid" >/dev/null || echo "$name:x:$gid:" >> "$nss/group"
+    export LD_PRELOAD=libnss_wrapper.so NSS_WRAPPER_PASSWD=$nss/passwd NSS_WRAPPER_GROUP=$nss/group
+  else
+    name=$(getent passwd "$uid" | cut -d: -f1)
+  fi
+  home=/home/$name
+  mkdir -p "$home" 2>/dev/null || home=/tmp/home-$uid
+  mkdir -p -m 700 "$home/.ssh"
+  export HOME=$home USER=$name LOGNAME=$name
+  if [ -s "$secrets/authorized_keys" ]; then
+    install -m 600 "$secrets/authorized_keys" "$home/.ssh/authorized_keys"
+  fi
+  run=/tmp/devbox-sshd
+  mkdir -p -m 700 "$run"
+  if [ -s "$secrets/ssh_host_key" ]; then
+    install -m 600 "$secrets/ssh_host_key" "$run/host_key"
+  else
+    ssh-keygen -q -t ed25519 -N '' -f "$run/host_key"
+  fi
+  ssh-keygen -y -f "$run/host_key" > "$run/host_key.pub"
+  {
+    echo "Port 22"
+    echo "HostKey $run/host_key"
+    echo "PidFile $run/sshd.pid"
+    echo "PasswordAuthentication no"
+    echo "KbdInteractiveAuthentication no"
+    echo "AllowUsers $name"
+    echo "UsePAM no"
+    echo "PrintMotd no"
+    if [ -n "${LD_PRELOAD:-}" ]; then
+      echo "SetEnv LD_PRELOAD=$LD_PRELOAD NSS_WRAPPER_PASSWD=$NSS_WRAPPER_PASSWD NSS_WRAPPER_GROUP=$NSS_WRAPPER_GROUP"
+    fi
+  } > "$run/sshd_config"
+  /usr/sbin/sshd -f "$run/sshd_config" -e
+  fingerprint=$(ssh-keygen -lf "$run/host_key.pub" | awk '{print $2}')
+  echo "devbox-ready ssh user=$name uid=$uid port=22 hostkey=$fingerprint"
+  shm_kb=$(df -Pk /dev/shm | awk 'NR==2 {print $2}')
+  if [ "${shm_kb:-0}" -lt 1048576 ]; then
+    echo "devbox-warning shm: /dev/shm is $((shm_kb / 1024)) MiB; PyTorch DataLoader workers need more (shm_size: 8g)"
+  fi
+  if [ "$#" -gt 0 ]; then
+    exec "$@"
+  fi
+  config=$home/.devbox-jupyter_config.py
+  umask 077
+  if [ -s "$secrets/jupyter_token" ]; then
+    printf 'c.NotebookApp.token = %s\n' "'$(tr -dc 'A-Za-z0-9' < "$secrets/jupyter_token")'" > "$config"
+  else
+    : > "$config"
+  fi
+  umask 022
+  exec python3 -m notebook --config="$config" --ip=0.0.0.0 --port=8888 --no-browser --notebook-dir="$PWD"
+fi
+
 uid=${DEVBOX_UID:-}
 if [ -z "$uid" ]; then
   # A name without a uid (profile `user: NAME`): the image's user of that name, or a new one.

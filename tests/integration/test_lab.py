@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import stat
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -93,8 +95,13 @@ def test_1_alice_has_no_docker_but_devbox_up_works_as_her(lab: LabHost) -> None:
     assert info["Config"]["Labels"]["devbox.owner"] == alice.name
     assert info["State"]["Running"] is True
     assert "no-new-privileges:true" in (info["HostConfig"]["SecurityOpt"] or [])
-    # The Jupyter server runs as alice's uid on the host (the image starts as root, then drops).
+    # Every process of the box — Jupyter, sshd, the init — runs as alice's uid on the host:
+    # no root at any moment without allow_root (the image protocol starts as her, too).
     assert uids_of(alice.container("demo"), "jupyter") == {alice.uid}
+    assert uids_of(alice.container("demo"), "") == {alice.uid}
+    # She logs in over SSH as herself, the box's host key checked against what devbox recorded.
+    login = lab.devbox(alice, "ssh", "demo", "--", "id", "-u", cwd=alice.home / "proj")
+    assert login.returncode == 0 and login.stdout.strip() == str(alice.uid), explain(login)
     # What she makes through the bind of her folder is hers.
     made = lab.devbox(alice, "exec", "demo", "--", "touch", "/workspace/made-in-box", cwd=alice.home / "proj")
     assert made.returncode == 0, explain(made)
@@ -411,3 +418,29 @@ def test_7_install_is_idempotent_and_a_writable_policy_stops_everything(lab: Lab
             write_policy()
     works = lab.devbox(alice, "ls", cwd=alice.home / "seven")
     assert works.returncode == 0, explain(works)
+
+
+# --- beyond the must-shows: what a hostile user tried in review ----------------------------
+
+
+@needs_tool("sudo")
+def test_a_signal_relayed_by_sudo_ends_up_like_ctrl_c_nothing_half_made_and_audited(lab: LabHost) -> None:
+    # alice owns the sudo process, so she can make it relay SIGTERM to the root helper in
+    # the middle of an `up`; it must clean up as Ctrl-C does and still write its audit line.
+    alice = lab["alice"]
+    waits = alice.profile(
+        "hang/waits.yaml", light_profile(extra="ports: {jupyter: 8888}\nready: {timeout: 60}\n")
+    )
+    since = audit_size()
+    process = lab.start(alice, lab.devbox_argv("up", str(waits), "--progress", "plain"))
+    deadline = time.monotonic() + 60
+    while not exists(alice.container("waits")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert exists(alice.container("waits")), "the box was never created"
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert not exists(alice.container("waits")), "the half-made box was left behind"
+    assert not [m for m in bind_mounts([alice.name]) if "/waits/" in m], "a pin was left behind"
+    ups = [line for line in audit_lines(since) if line.get("command") == "up" and line["user"] == alice.name]
+    assert ups and ups[-1]["result"] == "interrupted" and ups[-1]["exit"] == 130, ups

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -60,8 +61,10 @@ def test_the_helper_environment_is_rebuilt_with_display_settings_only():
 
 
 def test_the_audit_log_keeps_env_names_not_values():
-    shown = labhelper.redacted(["up", "-e", "TOKEN=s3cret", "--env=KEY=v", "-e", "PLAIN", "exp"])
-    assert shown == ["up", "-e", "TOKEN=…", "--env=KEY=…", "-e", "PLAIN", "exp"]
+    shown = labhelper.redacted(
+        ["up", "-e", "TOKEN=s3cret", "--env=KEY=v", "-e", "PLAIN", "-eX=s3cret", "exp"]
+    )
+    assert shown == ["up", "-e", "TOKEN=…", "--env=KEY=…", "-e", "PLAIN", "-eX=…", "exp"]
     assert "s3cret" not in json.dumps(shown)
 
 
@@ -196,3 +199,50 @@ def test_the_lab_file_names_its_mistakes(tmp_path):
         labfile.read_config(lab_file)
     text = str([p.message for p in raised.value.problems])  # type: ignore[attr-defined]
     assert "unix://" in text and "unknown key 'extra'" in text
+
+
+def test_a_signal_relayed_to_the_helper_stops_it_like_ctrl_c_and_a_stop_is_ignored():
+    import signal
+
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGTSTP)}
+    try:
+        labhelper._handle_signals()
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)  # the handler runs between bytecodes
+        assert signal.getsignal(signal.SIGTSTP) is signal.SIG_IGN
+    finally:
+        for number, handler in saved.items():
+            signal.signal(number, handler)
+
+
+def test_a_working_folder_that_was_deleted_is_refused_clearly(tmp_path, monkeypatch):
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    with pytest.raises(Refused, match="current folder no longer exists"):
+        labhelper._working_folder()
+
+
+def test_in_lab_mode_exec_runs_as_the_caller_whatever_the_box_environment_says(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    # An env file or the image's ENV may say DEVBOX_UID=0: the box's environment is the user's.
+    rooted = SimpleNamespace(config=SimpleNamespace(env={"DEVBOX_UID": "0", "DEVBOX_GID": "0"}))
+    monkeypatch.setattr(boxes, "running_own", lambda *args, **kwargs: rooted)
+    assert boxes.exec_target(None, lab_settings(tmp_path), "x").user == "4242:4242"  # type: ignore[arg-type]
+    outside = settings.from_environment({"HOME": str(tmp_path)}, tmp_path)
+    assert boxes.exec_target(None, outside, "x").user == "0:0"  # type: ignore[arg-type]
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="the lab lock folder is root's")
+def test_in_lab_mode_the_engine_lock_is_not_in_tmp_where_anyone_could_make_it_first(monkeypatch):
+    from devbox import hostlock
+
+    assert hostlock.engine_lock_path("unix:///var/run/docker.sock").startswith("/tmp/")
+    monkeypatch.setattr(labmode, "installed", lambda: True)
+    path = hostlock.engine_lock_path("unix:///var/run/docker.sock")
+    assert path.startswith("/run/devbox/locks/")
+    folder = Path(path).parent
+    assert folder.stat().st_uid == 0 and stat.S_IMODE(folder.stat().st_mode) == 0o700

@@ -265,23 +265,11 @@ def test_allow_build_false_is_said_once(sandbox: Sandbox) -> None:
     assert sum("building images is not allowed" in m for m in messages) == 1
 
 
-def test_which_boxes_may_start_as_root() -> None:
+def test_only_allow_root_lets_a_lab_box_start_as_root() -> None:
     listed = rules.Policy(allowed_images=("devbox/*",))
-    assert lab.may_start_as_root(a_profile(), listed)
-    assert not lab.may_start_as_root(a_profile(image="ubuntu:24.04"), listed)
-    assert not lab.may_start_as_root(a_profile(), rules.Policy())  # no list: no image vouched for
-    assert not lab.may_start_as_root(
-        a_profile(**BUILD), dataclasses.replace(listed, allow_build_explicit=True)
-    )
+    assert not lab.may_start_as_root(a_profile(), listed)  # an allowed image is not a trusted root
+    assert not lab.may_start_as_root(a_profile(), rules.Policy())
     assert lab.may_start_as_root(a_profile(**BUILD), rules.Policy(allow_root=True))
-
-
-def test_mount_roots_are_home_project_and_allowed_mounts(sandbox: Sandbox) -> None:
-    policy = rules.Policy(allowed_mounts=("/data", "/"))
-    roots = lab.mount_roots(policy, lab_settings(sandbox), "/srv/project")
-    assert roots == (str(sandbox.home), str(sandbox.cwd), "/srv/project", "/data", "/")
-    assert lab.under_root("/data/x/y", roots) and lab.under_root(str(sandbox.home), roots)
-    assert not lab.under_root("/database", roots) and not lab.under_root("/etc", roots)  # "/" allows nothing
 
 
 # --- resolve in lab mode --------------------------------------------------------------------
@@ -293,18 +281,21 @@ def test_a_lab_box_runs_as_the_caller_on_their_network(sandbox: Sandbox, as_call
     assert as_caller == [True]  # the profile was read with the caller's rights
     assert resolved.profile.user == "host"
     box = resolved.spec
-    assert (box.user, box.protocol, box.owner) == ("1000:1000", False, "alice")
+    assert (box.user, box.protocol, box.owner) == ("1000:1000", True, "alice")
     assert box.security_opt == ("no-new-privileges:true",)
     assert box.network == "devbox-alice"
 
 
-def test_an_allowed_protocol_image_starts_as_root_and_drops_to_the_caller(
+def test_a_protocol_image_starts_as_the_caller_unless_root_is_allowed(
     sandbox: Sandbox, as_caller: list[bool]
 ) -> None:
     sandbox.write("lab/policy.yaml", "allowed_images: ['devbox/*']\n")
     sandbox.write("work/p.yaml", "image: devbox/devbox:0.1\n")
     resolved = resolve.resolve("p.yaml", lab_settings(sandbox), probe=lambda _: {labels.PROTOCOL: "1"})
-    assert resolved.spec.protocol and resolved.spec.user is None
+    assert resolved.spec.protocol and resolved.spec.user == "1000:1000"  # no root process at all
+    sandbox.write("lab/policy.yaml", "allowed_images: ['devbox/*']\nallow_root: true\n")
+    rooted = resolve.resolve("p.yaml", lab_settings(sandbox), probe=lambda _: {labels.PROTOCOL: "1"})
+    assert rooted.spec.protocol and rooted.spec.user is None  # starts as root, drops to the caller
     assert (resolved.spec.env["DEVBOX_UID"], resolved.spec.env["DEVBOX_GID"]) == ("1000", "1000")
     assert resolved.spec.network == "devbox-alice"  # kept when the spec is made again for the image
 
@@ -432,3 +423,22 @@ def test_a_lab_box_is_created_on_its_network(sandbox: Sandbox, as_caller: list[b
         ("POST", "/containers/create"),
     ]
     assert docker.bodies[0]["HostConfig"]["NetworkMode"] == "devbox-alice"
+
+
+def test_lab_boxes_publish_no_privileged_port_and_mount_nothing_where_gpus_are_asked_for(
+    sandbox: Sandbox, as_caller: list[bool]
+) -> None:
+    sandbox.write(
+        "work/p.yaml",
+        "image: x\nports: {web: '80:8080', ok: '8081:8081', any: 9000}\n"
+        "volumes: [gpu:/var/run/nvidia-container-devices/all]\n",
+    )
+    with pytest.raises(PolicyRefusal) as caught:
+        resolve.resolve("p.yaml", lab_settings(sandbox))
+    text = [p.message for p in caught.value.problems]
+    assert len(text) == 2, text
+    assert "host port 80 is a privileged port" in text[0] and "8080" not in text[0].split("port 80")[0]
+    assert "nvidia-container-devices" in text[1]
+    # Outside lab mode these are the host admin's own business (whoever holds the socket is root).
+    outside = settings.from_environment({"HOME": str(sandbox.home)}, sandbox.cwd)
+    assert lab.violations(resolve.loader.load("p.yaml", outside), rules.Policy(), outside) == []

@@ -76,18 +76,19 @@ def create_body(
     return {k: v for k, v in body.items() if v is not None}
 
 
-def files_tar(files: dict[str, tuple[str, int]]) -> bytes:
-    """A tar of root-owned files ({absolute path: (text, mode)}) and their folders (0711)."""
+def files_tar(files: dict[str, tuple[str, int]], owner: tuple[int, int] | None = None) -> bytes:
+    """A tar of files ({absolute path: (text, mode)}) and their folders (0711), root's or `owner`'s."""
+    uid, gid = owner or (0, 0)
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         for folder in sorted({str(PurePosixPath(p).parent) for p in files}):
             info = tarfile.TarInfo(folder.lstrip("/"))
-            info.type, info.mode = tarfile.DIRTYPE, 0o711
+            info.type, info.mode, info.uid, info.gid = tarfile.DIRTYPE, 0o711, uid, gid
             tar.addfile(info)
         for path, (text, mode) in files.items():
             data = text.encode()
             info = tarfile.TarInfo(path.lstrip("/"))
-            info.size, info.mode = len(data), mode
+            info.size, info.mode, info.uid, info.gid = len(data), mode, uid, gid
             tar.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
 

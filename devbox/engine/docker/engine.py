@@ -239,13 +239,15 @@ class DockerEngine:
             if volume in self.volumes_made:
                 self.volumes_made.remove(volume)
 
-    def put_files(self, container: str, files: dict[str, tuple[str, int]]) -> None:
-        """Copy files ({absolute path: (text, mode)}, owned by root) into a container before it starts."""
+    def put_files(
+        self, container: str, files: dict[str, tuple[str, int]], owner: tuple[int, int] | None = None
+    ) -> None:
+        """Copy files ({absolute path: (text, mode)}), root's or `owner`'s, into a box before it starts."""
         from devbox.engine.docker import body
 
         try:
             self.api.put_tar(
-                DockerAPI.path("/containers/{}/archive", container, path="/"), body.files_tar(files)
+                DockerAPI.path("/containers/{}/archive", container, path="/"), body.files_tar(files, owner)
             )
         except ApiError as exc:
             raise self.error(exc, "copying the box's keys in") from None
