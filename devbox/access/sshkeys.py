@@ -207,4 +207,9 @@ def recorded_host_key(config_dir: Path, alias: str) -> str | None:
 
 
 def _read(path: Path) -> list[str]:
-    return [line for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+    """The non-blank lines of a known_hosts-like file; a line that is not UTF-8 is skipped
+    (a damaged file must not fail an `up` after its box was made, nor a `down` half-way)."""
+    if not path.is_file():
+        return []
+    text = path.read_bytes().decode("utf-8", "replace")
+    return [line for line in text.splitlines() if line.strip() and "\ufffd" not in line]

@@ -136,6 +136,12 @@ def gpu_label(gpus: GpuRequest) -> str:
 def _user(profile_user: str | None, ctx: HostContext) -> str | None:
     if profile_user == "host":
         return f"{ctx.uid}:{ctx.gid}"
+    uid, _, gid = (profile_user or "").partition(":")
+    if ctx.lab and uid.isdecimal() and not gid:
+        # A uid alone runs with gid 0 when the image has no passwd entry for it (group root,
+        # whose set-gid files written through a bind work on the host), and with the groups
+        # the image's /etc/group gives its name. UID:GID gets neither: always the caller's gid.
+        return f"{uid}:{ctx.gid}"
     return profile_user
 
 

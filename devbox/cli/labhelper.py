@@ -10,6 +10,7 @@ ends with one line in the audit log, whatever its outcome.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -31,8 +32,8 @@ def _parse(argv: list[str]) -> tuple[int | None, list[str]]:
     rest = list(argv)
     while rest and rest[0] != "--":
         flag = rest.pop(0)
-        if flag == "--env-fd" and rest and rest[0].isdecimal():
-            env_fd = int(rest.pop(0))
+        if flag == "--env-fd" and rest and rest[0].isdecimal() and int(rest[0]) >= 3:
+            env_fd = int(rest.pop(0))  # never 0-2: those are the command's own streams
         else:
             raise Refused(f"the lab helper does not take {flag!r}", "run devbox as yourself: devbox COMMAND")
     return env_fd, rest[1:]
@@ -42,7 +43,12 @@ def _caller_environ(fd: int | None) -> dict[str, str]:
     """The caller's environment, handed over by the front end (data only; bounded)."""
     if fd is None:
         return {}
+    import stat
+
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # the front end's memfd is a regular file
+            os.close(fd)
+            return {}
         blob = os.pread(fd, 1 << 20, 0)
         os.close(fd)
         data = json.loads(blob.decode("utf-8", "surrogateescape"))
@@ -114,6 +120,20 @@ def _on_signal(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def _lift_limits() -> None:
+    """Undo resource limits the caller set before sudo: they pass through to us, and a CPU or
+    file-size limit could kill the helper half-way (pins mounted, no audit line)."""
+    import resource
+
+    for name in ("RLIMIT_CPU", "RLIMIT_FSIZE", "RLIMIT_AS", "RLIMIT_DATA", "RLIMIT_NPROC"):
+        limit = getattr(resource, name, None)
+        if limit is not None:
+            with contextlib.suppress(ValueError, OSError):
+                resource.setrlimit(limit, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (4096, 4096))
+
+
 def _handle_signals() -> None:
     """The caller owns the sudo process and may make it relay signals to us. Each one ends the
     command through the Ctrl-C path (what was half made is undone, the audit line written), and
@@ -166,6 +186,7 @@ def main() -> None:
 
     json_output = errors.json_requested(sys.argv[1:])
     fields: dict[str, Any] = {"user": os.environ.get("SUDO_USER", "?"), "command": "?"}
+    _lift_limits()
     _handle_signals()
     try:
         command = _setup(sys.argv[1:], fields)

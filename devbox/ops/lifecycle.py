@@ -131,14 +131,13 @@ def execute(
             )
         result = report(engine, box, found, "running", env, config_dir)
     else:
-        place.check_restart(engine, resolved, plan.box)
         if resolved.settings.lab:
             from devbox.ops import labbinds
 
             # Its sources checked again as the caller and pinned anew (moved, or /run emptied).
             labbinds.repin(resolved, plan.box)
         reporter.step(f"starting {plan.box.container}")
-        engine.start(plan.box.id)
+        place.start_checked(engine, resolved, plan.box)
         started = engine.inspect(plan.box.id) or plan.box
         # Only this run's log: an earlier run printed other tokens.
         box, found = ready.wait_ready(
@@ -260,7 +259,7 @@ def switch(engine: Engine, resolved: Resolved, reporter: Reporter) -> tuple[list
         return [b.name for b in stopped], up(engine, resolved, reporter)
     except BaseException as exc:
         # Ctrl-C included: a switch that did not finish leaves you where you were.
-        failed = _start_again(engine, stopped)
+        failed = _start_again(engine, resolved, stopped)
         if not isinstance(exc, DevboxError):
             raise
         if failed:
@@ -271,10 +270,12 @@ def switch(engine: Engine, resolved: Resolved, reporter: Reporter) -> tuple[list
         raise
 
 
-def _start_again(engine: Engine, boxes: list[Box]) -> list[str]:
+def _start_again(engine: Engine, resolved: Resolved, boxes: list[Box]) -> list[str]:
     """Start the boxes a failed switch stopped; returns those that would not start (with why).
 
-    An error here never replaces the one that made the switch fail.
+    Each start is checked like any other (its GPUs still free, the limits kept): while they
+    were stopped someone may have taken their GPUs, or the new box stayed up. An error here
+    never replaces the one that made the switch fail.
     """
     failed: list[str] = []
     for box in boxes:
@@ -282,7 +283,7 @@ def _start_again(engine: Engine, boxes: list[Box]) -> list[str]:
             # A stop cut short by Ctrl-C goes on in the engine and would undo a start sent now;
             # a second stop waits for it to finish (a no-op when the box is already stopped).
             engine.stop(box.id)
-            engine.start(box.id)
+            place.start_checked(engine, resolved, box)
         except Exception as exc:  # reported with the switch's own error
             failed.append(f"{box.name} ({exc})")
     return failed

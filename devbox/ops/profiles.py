@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from devbox import caller
 from devbox.errors import DevboxError, Problem
 from devbox.ops.resolve import resolve
 from devbox.profile import files, loader
@@ -37,7 +38,9 @@ def list_profiles(settings: Settings) -> list[ProfileStatus]:
     """Every profile devbox can find, in lookup order; later ones of a name are shadowed."""
     winners: dict[str, str] = {}
     result = []
-    for ref in loader.discover(settings):
+    with caller.rights(settings.caller):  # lab mode: only the folders the caller may list
+        refs = list(loader.discover(settings))
+    for ref in refs:
         shadowed_by = winners.get(ref.name)
         winners.setdefault(ref.name, str(ref.path))
         result.append(_status(ref, settings, shadowed_by))
@@ -49,9 +52,12 @@ def check_profiles(paths: list[Path], settings: Settings) -> list[ProfileStatus]
     result = []
     for path in paths:
         absolute = path if path.is_absolute() else settings.cwd / path
-        if not files.is_file(str(absolute)):  # never raises: a 300-byte name is "no file" too
+        with caller.rights(settings.caller):  # lab mode: whether it exists is the caller's to see
+            found = files.is_file(str(absolute))  # never raises: a 300-byte name is "no file" too
+            real = absolute.resolve() if found else absolute
+        if not found:
             result.append(ProfileStatus(path.name, str(path), "path", False, message=f"no file {path}"))
             continue
-        ref = loader.ProfileRef(absolute.stem, absolute.resolve(), "path")
+        ref = loader.ProfileRef(absolute.stem, real, "path")
         result.append(_status(ref, settings, None))
     return result

@@ -89,7 +89,9 @@ def _restore(engine: Engine, resolved: Resolved, old: Box, was_running: bool, ke
             # A stop cut short by Ctrl-C goes on in the engine: a start now would be undone
             # by it. A second stop waits for the first to finish (and is a no-op after it).
             engine.stop(old.id)
-            engine.start(old.id)
+            from devbox.placement import place
+
+            place.start_checked(engine, resolved, old)  # its GPUs may be someone else's by now
     except BaseException as exc:  # the first error is the one to show
         return f"the old box could not be put back ({exc}); `devbox up {box}` tries again"
     return f"box '{box}' was left as it was" + (" (started again)" if was_running else "")

@@ -199,6 +199,23 @@ def _winner_over(engine: Engine, box_id: str, ids: tuple[str, ...], everyone: li
     return gpus.losing_to(mine, ids, rivals, created)
 
 
+def start_checked(engine: Engine, resolved: Resolved, box: Box) -> None:
+    """Start a stopped box again: its GPUs still free and the limits still kept, checked and
+    started under the engine lock, so no concurrent `up` takes those GPUs in between.
+
+    Every start of an existing box goes through here (`up` of a stopped box, a switch or a
+    replacement putting a box back): a start is a placement too.
+    """
+    if not any(g.isdecimal() for g in box.gpus) and resolved.policy.limits == Limits():
+        engine.start(box.id)  # nothing to hold or to count: no lock
+        return
+    what = f"devbox: starting {box.name} again"
+    wait = max(10.0, resolved.profile.ready_timeout)
+    with hostlock.engine_lock(engine.host, resolved.settings.user_config_dir, what, timeout=wait):
+        check_restart(engine, resolved, box)
+        engine.start(box.id)
+
+
 def check_restart(engine: Engine, resolved: Resolved, box: Box) -> None:
     """Before a stopped box starts again: its GPUs must still be free, and the limits hold."""
     everyone = engine.list_boxes(None)

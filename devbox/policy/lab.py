@@ -58,6 +58,11 @@ def _user_problem(profile: Profile, policy: Policy, settings: Settings) -> Probl
             f"user: {user} is another user's uid (yours is {uid}): a box runs as you in lab mode, {rule}"
         )
         return Problem(where, message, _AS_YOU)
+    if gid_text and not gid_text.isdecimal():
+        message = (
+            f"user: {user} names group {gid_text!r}: a group name is whatever gid the image gives it, {rule}"
+        )
+        return Problem(where, message, _AS_YOU)
     if gid_text and int(gid_text) not in gids:
         message = f"user: {user} names group {gid_text}, which is not yours, {rule}"
         return Problem(where, message, _AS_YOU)
@@ -102,6 +107,20 @@ def _port_problems(profile: Profile) -> list[Problem]:
     ]
 
 
+# Each bind is a mount on the host (a pin) and each volume work under the lab's GPU lock: a
+# profile with thousands of either would slow everyone or fill the host's mount table.
+MOST_MOUNTS = 32
+
+
+def _count_problems(profile: Profile) -> list[Problem]:
+    """More mounts than a box needs (lab mode)."""
+    if len(profile.volumes) <= MOST_MOUNTS:
+        return []
+    message = f"{len(profile.volumes)} volumes and binds; lab mode allows {MOST_MOUNTS} per box"
+    hint = "mount a parent folder instead of many of its children"
+    return [Problem(profile.origin("volumes"), message, hint)]
+
+
 def _target_problems(profile: Profile) -> list[Problem]:
     """Mount targets where the GPU runtime reads requests."""
     return [
@@ -120,7 +139,12 @@ def violations(profile: Profile, policy: Policy, settings: Settings) -> list[Pro
     if not settings.lab:
         return []
     found = [_user_problem(profile, policy, settings), _build_problem(profile, policy)]
-    return [p for p in found if p is not None] + _port_problems(profile) + _target_problems(profile)
+    return [
+        *(p for p in found if p is not None),
+        *_port_problems(profile),
+        *_target_problems(profile),
+        *_count_problems(profile),
+    ]
 
 
 def check(profile: Profile, policy: Policy, settings: Settings) -> Profile:

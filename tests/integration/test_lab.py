@@ -444,3 +444,23 @@ def test_a_signal_relayed_by_sudo_ends_up_like_ctrl_c_nothing_half_made_and_audi
     assert not [m for m in bind_mounts([alice.name]) if "/waits/" in m], "a pin was left behind"
     ups = [line for line in audit_lines(since) if line.get("command") == "up" and line["user"] == alice.name]
     assert ups and ups[-1]["result"] == "interrupted" and ups[-1]["exit"] == 130, ups
+
+
+@needs_tool("sudo")
+def test_a_file_alice_cannot_read_stays_unread_and_her_uid_never_runs_with_group_root(lab: LabHost) -> None:
+    alice, bob = lab["alice"], lab["bob"]
+    # `policy check FILE` reads FILE as her: /etc/shadow's lines are not quoted back.
+    shadow = lab.devbox(alice, "policy", "check", "/etc/shadow")
+    assert shadow.returncode != 0 and "root:" not in shadow.stdout + shadow.stderr, explain(shadow)
+    # `profiles` lists only folders she may list: a link to bob's profiles shows nothing of his.
+    bob.profile(".config/devbox/profiles/secret-project.yaml", light_profile())
+    config = alice.mkdir(".config/devbox", mode=0o700)
+    (config / "profiles").symlink_to(bob.home / ".config" / "devbox" / "profiles")
+    os.lchown(config / "profiles", alice.uid, alice.gid)
+    listed = lab.devbox(alice, "profiles", "--json")
+    assert "secret-project" not in listed.stdout + listed.stderr, explain(listed)
+    # `user: UID` alone would run with gid 0 (the image has no entry for her uid): her gid is added.
+    only_uid = alice.profile("uid/bare.yaml", light_profile(extra=f'user: "{alice.uid}"\n'))
+    made = lab.devbox(alice, "up", str(only_uid), "--json")
+    assert made.returncode == 0, explain(made)
+    assert inspect(alice.container("bare"))["Config"]["User"] == f"{alice.uid}:{alice.gid}"

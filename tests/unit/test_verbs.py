@@ -199,6 +199,34 @@ def test_switch_stops_the_others_and_a_failed_switch_starts_them_again(
     ]
 
 
+def test_a_failed_switch_does_not_start_a_box_whose_gpu_was_taken_meanwhile(
+    sandbox: Sandbox, engine: FakeEngine
+) -> None:
+    # Starting a stopped box is a placement too: its GPUs are checked under the engine lock.
+    me = sandbox.settings(DEVBOX_GPU_INVENTORY="1")
+    bob = sandbox.settings(DEVBOX_USER="bob", DEVBOX_GPU_INVENTORY="1")
+    up(engine, me, profile(sandbox, "first", NOTEBOOK + "gpus: 1\n"))
+    third = resolve.resolve(profile(sandbox, "third", NOTEBOOK), me)
+    real_start = engine.start
+
+    def bob_takes_the_gpu_then_third_fails(box_id: str) -> None:
+        starting = engine.inspect(box_id)
+        if starting is not None and starting.name == "third":
+            up(engine, bob, profile(sandbox, "train", NOTEBOOK + "gpus: 1\n"))  # GPU 0 is free now
+            raise BoxFailed("Docker refused starting the box: out of memory")
+        real_start(box_id)
+
+    engine.start = bob_takes_the_gpu_then_third_fails  # type: ignore[method-assign]
+    with pytest.raises(BoxFailed) as caught:
+        lifecycle.switch(engine, third, QuietReporter())
+    assert "could not start again: first (box 'first' had GPU 0, which another box took" in (
+        caught.value.hint or ""
+    )
+    assert status(engine, me, "first") == "exited"  # not running on bob's GPU
+    holders = [b for b in engine.list_boxes(None) if b.running and "0" in b.gpus]
+    assert [(b.owner, b.name) for b in holders] == [("bob", "train")]
+
+
 # --- rebuild -----------------------------------------------------------------------------
 
 

@@ -208,6 +208,7 @@ def policy_check(
     json_output: JsonOpt = False,
 ) -> None:
     """Validate a policy file; exit 2 with every problem located if it is invalid."""
+    from devbox import caller as lab_caller
     from devbox import settings
     from devbox.policy import rules
     from devbox.profile import files
@@ -215,9 +216,13 @@ def policy_check(
 
     caller = settings.from_environment()
     path = file or caller.policy_path
-    if files.look(str(path)).kind == "missing":  # never raises, whatever the argument holds
-        raise NotFound(f"no policy file {files.shown(str(path))}", "pass a path: devbox policy check FILE")
-    lab = rules.parse(load_file(path), caller)
+    # A file of the caller's choosing is read with their rights (lab mode runs as root: an
+    # "unknown key" message would otherwise quote /etc/shadow's lines to anyone).
+    with lab_caller.rights(caller.caller if file is not None else None):
+        if files.look(str(path)).kind == "missing":  # never raises, whatever the argument holds
+            shown = files.shown(str(path))
+            raise NotFound(f"no policy file {shown}", "pass a path: devbox policy check FILE")
+        lab = rules.parse(load_file(path), caller)
     _policy_warnings(lab)
     if json_output:
         from devbox.ui import to_json
