@@ -63,6 +63,18 @@ PortOpt = Annotated[list[str] | None, typer.Option("-p", "--port", help="NAME=PO
 VolumeOpt = Annotated[list[str] | None, typer.Option("-v", "--volume", help="SOURCE:TARGET[:ro].")]
 EnvOpt = Annotated[list[str] | None, typer.Option("-e", "--env", help="KEY=VALUE (or KEY from here).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+# Several servers (docs/hosts.md; cli/onhost.py).
+HostOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--host",
+        help="The server to act on (devbox hosts lists them); default: where the box was made, else here.",
+    ),
+]
+AllHostsOpt = Annotated[bool, typer.Option("--all-hosts", help="Ask every host in parallel (a HOST column).")]
+TimeoutOpt = Annotated[
+    float, typer.Option("--timeout", min=0.1, help="Seconds each host has to answer (with --all-hosts).")
+]
 
 
 class Progress(StrEnum):

@@ -32,23 +32,44 @@ _OVERRIDES: Opts = {
 }
 _PROGRESS: Opts = {"--progress": ("auto", "plain", "quiet")}
 _JSON: Opts = {"--json": FLAG}
+_HOST: Opts = {"--host": VALUE}  # several servers (docs/hosts.md)
+_ALL_HOSTS: Opts = {"--all-hosts": FLAG, "--timeout": VALUE}
 
 # command path -> (its options, what its first argument is: profile, box, file, topic, shell, or "")
 COMMANDS: dict[str, tuple[Opts, str]] = {
-    "up": ({**_OVERRIDES, "--recreate": FLAG, "--keep-failed": FLAG, **_JSON, **_PROGRESS}, "profile"),
+    "up": (
+        {**_OVERRIDES, "--recreate": FLAG, "--keep-failed": FLAG, **_JSON, **_PROGRESS, **_HOST},
+        "profile",
+    ),
     "ls": (
-        {"--all": FLAG, "-a": FLAG, **_JSON, "--owner": VALUE, "--gpu": VALUE, "--quiet": FLAG, "-q": FLAG},
+        {
+            "--all": FLAG,
+            "-a": FLAG,
+            **_JSON,
+            "--owner": VALUE,
+            "--gpu": VALUE,
+            "--quiet": FLAG,
+            "-q": FLAG,
+            **_ALL_HOSTS,
+            **_HOST,
+        },
         "",
     ),
-    "info": (_JSON, "box"),
-    "down": ({"--purge": FLAG, "--yes": FLAG, "-y": FLAG, **_JSON}, "box"),
-    "rebuild": ({"--pull": FLAG, "--no-cache": FLAG, **_JSON, **_PROGRESS}, "box"),
+    "info": ({**_JSON, **_HOST}, "box"),
+    "down": ({"--purge": FLAG, "--yes": FLAG, "-y": FLAG, **_JSON, **_HOST}, "box"),
+    "rebuild": ({"--pull": FLAG, "--no-cache": FLAG, **_JSON, **_PROGRESS, **_HOST}, "box"),
     "switch": ({**_JSON, **_PROGRESS}, "profile"),
-    "logs": ({"--follow": FLAG, "-f": FLAG, "--tail": VALUE, "-n": VALUE}, "box"),
-    "exec": ({}, "box"),
-    "ssh": ({}, "box"),
-    "ssh-config": ({"--write": FLAG, **_JSON}, ""),
-    "gpus": (_JSON, ""),
+    "logs": ({"--follow": FLAG, "-f": FLAG, "--tail": VALUE, "-n": VALUE, **_HOST}, "box"),
+    "exec": (_HOST, "box"),
+    "ssh": (_HOST, "box"),
+    "ssh-config": ({"--write": FLAG, **_JSON, **_HOST}, ""),
+    "tunnel": (
+        {"--port": VALUE, "-p": VALUE, **_HOST, "--background": FLAG, "--stop": FLAG, **_JSON},
+        "box",
+    ),
+    "proxy": ({**_HOST}, "box"),
+    "gpus": ({**_JSON, **_ALL_HOSTS}, ""),
+    "hosts": ({**_JSON, "--timeout": VALUE}, ""),
     "doctor": (_JSON, ""),
     "prune": (
         {
@@ -69,7 +90,10 @@ COMMANDS: dict[str, tuple[Opts, str]] = {
     "lab install": ({"--group": VALUE, "--admins": VALUE, "--engine": VALUE, **_JSON}, ""),
     "lab uninstall": (_JSON, ""),
     "lab status": (_JSON, ""),
-    "render": ({"--format": ("docker", "json"), "-f": ("docker", "json"), **_OVERRIDES, **_JSON}, "profile"),
+    "render": (
+        {"--format": ("docker", "json"), "-f": ("docker", "json"), **_OVERRIDES, **_JSON, **_HOST},
+        "profile",
+    ),
     "profiles": (_JSON, ""),
     "profiles check": (_JSON, "file"),
     "version": (_JSON, ""),

@@ -58,9 +58,23 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
         ("devbox ssh-config", "print Host entries for your running boxes"),
         ("devbox ssh-config --write", "keep them in ~/.ssh/config for VS Code"),
     ],
+    "tunnel": [
+        ("devbox tunnel exp1", "its ports here until Ctrl-C; prints the Jupyter URL to open"),
+        ("devbox tunnel exp1 -p jupyter=8888 --background", "Jupyter on localhost:8888, in the background"),
+        ("devbox tunnel exp1 --stop", "end that background tunnel"),
+    ],
+    "proxy": [
+        ("devbox proxy exp1", "what ssh runs for Host devbox-exp1 (ProxyCommand)"),
+        ("ssh -o ProxyCommand='devbox proxy exp1' devbox-exp1", "the same by hand"),
+    ],
     "gpus": [
         ("devbox gpus", "every GPU and who holds it"),
         ("devbox gpus --json", "the same as JSON"),
+        ("devbox gpus --all-hosts", "every GPU of every server, a HOST column first"),
+    ],
+    "hosts": [
+        ("devbox hosts", "each server: reachable, its devbox version, GPUs free"),
+        ("devbox hosts --json --timeout 3", "the same as JSON, 3 s per server"),
     ],
     "doctor": [
         ("devbox doctor", "check the engine, GPUs and policy"),

@@ -29,7 +29,10 @@ COMMANDS = [
         "ssh-config",
         "Print `Host devbox-NAME` entries for your boxes (for VS Code Remote-SSH), or --write them.",
     ),
+    ("tunnel", "Forward a box's ports to free ports on this machine and print its Jupyter URL there."),
+    ("proxy", "Relay stdin/stdout to a box's SSH port (ssh's ProxyCommand; ssh-config --write uses it)."),
     ("gpus", "Every GPU of the host: memory, utilisation, and which box (owner, since) holds it."),
+    ("hosts", "The servers devbox knows (hosts:): reachable or not, their devbox version, GPUs free."),
     (
         "doctor",
         "Check the engine, socket, GPU runtime, GPUs, disk, /dev/shm, policy, lab mode; exit 1 on failure.",
@@ -60,7 +63,9 @@ OPTIONS = [
     ("--version", "Print the version."),
     ("-h, --help", "Show this message and exit."),
 ]
-_LS_FLAGS = {"--all", "-a", "--json", "--quiet", "-q"}
+# `ls --all-hosts [--timeout S]`, `ls --host NAME` ask other servers: typer's command answers.
+_LS_HOSTS = {"--all-hosts", "--timeout", "--host"}
+_LS_FLAGS = {"--all", "-a", "--json", "--quiet", "-q"} | _LS_HOSTS
 
 
 def help_text() -> str:
@@ -116,6 +121,8 @@ def _ls_args(argv: list[str]) -> tuple[bool, bool, str | None, str | None, bool]
                     return None
                 value = rest.pop(0)
             values[name] = value
+        elif name in _LS_HOSTS:
+            return None
         elif arg in _LS_FLAGS:
             flags.add(arg)
         else:
@@ -129,6 +136,49 @@ def _ls_args(argv: list[str]) -> tuple[bool, bool, str | None, str | None, bool]
     )
 
 
+_LS_HOSTS_FLAGS = {
+    "--all": "all_users",
+    "-a": "all_users",
+    "--json": "json_output",
+    "--quiet": "quiet",
+    "-q": "quiet",
+    "--all-hosts": "all_hosts",
+}
+
+
+def _ls_hosts_args(argv: list[str]) -> dict[str, Any] | None:
+    """Keyword arguments of allhosts.ls for a plain `ls --all-hosts` line; None for anything else.
+
+    Without typer too: it is timed against the same fan-out of bare `ssh HOST docker ps`."""
+    if argv[:1] != ["ls"] or "--all-hosts" not in argv:
+        return None
+    values: dict[str, Any] = {"all_users": False, "json_output": False, "owner": None, "gpu": None}
+    values |= {"quiet": False, "timeout": 10.0, "all_hosts": True}
+    rest = argv[1:]
+    while rest:
+        arg = rest.pop(0)
+        name, sep, value = arg.partition("=")
+        if name in ("--owner", "--gpu", "--timeout"):
+            if not sep:
+                if not rest:
+                    return None
+                value = rest.pop(0)
+            if name == "--timeout":
+                try:
+                    values["timeout"] = float(value)
+                except ValueError:
+                    return None
+                if not 0.1 <= values["timeout"] < float("inf"):
+                    return None  # typer names the range
+            else:
+                values[name[2:]] = value
+        elif arg in _LS_HOSTS_FLAGS:
+            values[_LS_HOSTS_FLAGS[arg]] = True
+        else:
+            return None  # --host with --all-hosts, help, typos: typer explains
+    return values
+
+
 # `devbox up`'s options, read without typer (~35 ms): it is the command people wait on, and
 # timed against `docker run`. A unit test keeps these equal to the typer command's options.
 UP_VALUES = {
@@ -138,6 +188,7 @@ UP_VALUES = {
     "--cpus": "cpus",
     "--memory": "memory",
     "--progress": "progress",
+    "--host": "host",  # another server: shared.up hands it to cli/onhost.py
 }
 UP_LISTS = {"-p": "port", "--port": "port", "-v": "volume", "--volume": "volume", "-e": "env", "--env": "env"}
 UP_FLAGS = {"--recreate": "recreate", "--keep-failed": "keep_failed", "--json": "json_output"}
@@ -186,6 +237,7 @@ def _up_args(argv: list[str]) -> dict[str, Any] | None:
         "profile": values["profile"] or "default",
         "flags": overrides,
         "progress": values.get("progress", "auto"),
+        "host": values.get("host"),
         **flags,
     }
 
@@ -207,6 +259,17 @@ def run(argv: list[str]) -> int | None:
     parsed = _ls_args(argv)
     if parsed is not None:
         return errors.guarded(lambda: ls(*parsed), json_output=parsed[1])
+    hosts_args = _ls_hosts_args(argv)
+    if hosts_args is not None:
+        status = [0]
+
+        def every_host() -> None:
+            from devbox import settings
+            from devbox.cli import allhosts
+
+            status[0] = allhosts.ls(settings.from_environment(), **hosts_args)
+
+        return errors.guarded(every_host, json_output=hosts_args["json_output"]) or status[0]
     up_args = _up_args(argv)
     if up_args is not None:
         from devbox.cli import shared

@@ -29,7 +29,21 @@ def needed(argv: list[str]) -> bool:
     before = argv[: argv.index("--")] if "--" in argv else argv
     if "--help" in before or "-h" in before:
         return False  # a command's own help: typer answers it here
+    if elsewhere(before):
+        return False  # other servers are reached as the user, over their own ssh (docs/hosts.md)
     return labmode.installed()
+
+
+def elsewhere(argv: list[str]) -> bool:
+    """True for a command line about other servers: `hosts`, `--all-hosts`, `--host NAME` (not local)."""
+    if argv[:1] == ["hosts"] or "--all-hosts" in argv:
+        return True
+    for i, arg in enumerate(argv):
+        if arg == "--host" and i + 1 < len(argv):
+            return argv[i + 1] != "local"
+        if arg.startswith("--host="):
+            return arg != "--host=local"
+    return False
 
 
 def ignored_variables(environ: dict[str, str]) -> list[str]:

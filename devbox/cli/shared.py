@@ -113,12 +113,38 @@ def up(
     keep_failed: bool,
     json_output: bool,
     progress: str = "auto",
+    host: str | None = None,
 ) -> None:
-    """`devbox up`, whichever parser read the command line."""
+    """`devbox up`, whichever parser read the command line: here, or on `host` (another server,
+    `auto`, `local`), or on the host boxes.yaml records for a box of that name."""
+    settings = caller()
+    if host is None and (settings.user_config_dir / "boxes.yaml").is_file():
+        # Only once a box was made on another server: one stat otherwise.
+        from devbox.ops import sticky
+
+        host = sticky.host_of(settings, profile)
+    if host is not None:
+        from devbox.cli import onhost
+
+        onhost.up(settings, host, profile, flags, recreate, keep_failed, json_output, progress)
+        return
+    up_here(profile, flags, recreate, keep_failed, json_output, progress, settings)
+
+
+def up_here(
+    profile: str,
+    flags: Overrides,
+    recreate: bool,
+    keep_failed: bool,
+    json_output: bool,
+    progress: str = "auto",
+    settings: Settings | None = None,
+) -> None:
+    """`devbox up` on this machine's engine."""
     from devbox import engine
     from devbox.ops import lifecycle
 
-    resolved = resolve(profile, caller(), flags)
+    resolved = resolve(profile, settings or caller(), flags)
     eng = engine.connect()
     with reporter(json_output, progress) as steps:
         result = lifecycle.up(eng, resolved, steps, recreate=recreate, keep_failed=keep_failed)

@@ -5,6 +5,7 @@ defaults. `check` refuses a profile that breaks a rule before anything touches t
 Lab mode (docs/lab.md) adds who is an admin, whether boxes may run as root, where binds may
 come from and the declared GPUs: keys that mean nothing to a single user holding the socket,
 except `gpu_inventory`, which stands in for an unset DEVBOX_GPU_INVENTORY there too.
+`hosts:` names the lab's other servers (policy/hostentries.py, docs/hosts.md).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import math
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from devbox import sizes
 from devbox.errors import InvalidInput, Origin, Problem
@@ -23,6 +24,9 @@ from devbox.profile.loader import parse_document
 from devbox.profile.quotas import MOST_CPUS, MOST_PIDS
 from devbox.profile.yamlsrc import Document, load_file
 from devbox.settings import Settings
+
+if TYPE_CHECKING:
+    from devbox.policy.hostentries import HostEntry
 
 # Mounting any of these hands the box the host: always refused, whatever the policy says.
 ALWAYS_FORBIDDEN = (
@@ -46,6 +50,7 @@ POLICY_KEYS = (
     "allow_root",
     "allowed_mounts",
     "gpu_inventory",
+    "hosts",
 )
 # Most GPUs a declared inventory may count (as DEVBOX_GPU_INVENTORY: a typo, not a machine).
 MOST_DECLARED_GPUS = 1024
@@ -105,6 +110,7 @@ class Policy:
     allow_root: bool = False
     allowed_mounts: tuple[str, ...] = ()  # roots a lab-mode bind may come from, besides home and project
     gpu_inventory: int | str | None = None  # a count or a CSV path, as DEVBOX_GPU_INVENTORY
+    hosts: tuple[HostEntry, ...] = ()  # the lab's servers (docs/hosts.md), in the file's order
     origins: dict[str, Origin] = field(default_factory=dict)
 
     @property
@@ -213,6 +219,11 @@ def parse(doc: Document, settings: Settings) -> Policy:
             )
         )
     lab = _lab_keys(doc, data, problems)
+    hosts = []
+    if "hosts" in data:  # imported only then: `devbox up` on one server never needs it
+        from devbox.policy.hostentries import parse_hosts
+
+        hosts = parse_hosts(doc, ("hosts",), problems)
     if problems:
         raise InvalidInput(f"policy {doc.source} is invalid", problems, hint="devbox help policy")
     return Policy(
@@ -229,6 +240,7 @@ def parse(doc: Document, settings: Settings) -> Policy:
         allow_root=lab.allow_root,
         allowed_mounts=lab.allowed_mounts,
         gpu_inventory=lab.gpu_inventory,
+        hosts=tuple(hosts),
         origins={k: doc.origin((k,)) for k in POLICY_KEYS if k in data}
         | {
             f"limits.{k}": doc.origin(("limits", k))

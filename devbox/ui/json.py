@@ -2,7 +2,8 @@
 
 The same field means the same thing everywhere: `name` is the box name, `container` its
 container, `owner` its owner, `host` the engine it runs on (DOCKER_HOST, e.g.
-unix:///var/run/docker.sock). GPU indices are integers (a UUID stays a string). A time is two
+unix:///var/run/docker.sock), or the host's name for what came from another server (`--host`,
+`--all-hosts`: docs/hosts.md). GPU indices are integers (a UUID stays a string). A time is two
 fields: `X`, seconds since the epoch, and `X_iso`, ISO 8601 in UTC (both null when unknown).
 A failure under --json is one `ErrorJson`. `ui/to_json.py` fills the shapes and prints them
 (and imports this module only for the type checker); docs/cli.md documents them;
@@ -113,6 +114,7 @@ class SshJson(TypedDict):
     host_key_alias: str
     known_hosts: str
     identity_file: str | None
+    host_public_key: str | None  # what `hostkey` is the fingerprint of; a client pins it (issue 12)
 
 
 class ReportJson(BoxJson):
@@ -121,6 +123,10 @@ class ReportJson(BoxJson):
     started: int | None
     started_iso: str | None
     action: str
+    shm_size: int | None  # bytes; null: Docker's default (64m)
+    memory: int | None  # bytes; null: no limit
+    nano_cpus: int | None  # CPUs x 10^9; null: no limit
+    pids_limit: int | None  # null (or 0, -1): no limit
     jupyter: JupyterJson | None
     ssh: SshJson | None
     credentials: dict[str, str]
@@ -241,6 +247,7 @@ class PolicyJson(TypedDict):
     allow_root: bool
     allowed_mounts: list[str]
     gpu_inventory: int | str | None
+    hosts: dict[str, str]  # host name → ssh://[user@]address[:port] or local (docs/hosts.md)
 
 
 class PolicyCheckJson(TypedDict):
@@ -324,6 +331,8 @@ class SshEntryJson(BoxRefJson):
     host_key_alias: str
     known_hosts: str
     identity_file: str | None
+    host_public_key: str | None  # the box's SSH host key, pinned in known_hosts under host_key_alias
+    proxy_command: str  # what ssh runs to reach the box whatever its port today (`devbox proxy NAME …`)
 
 
 class SshConfigJson(TypedDict):
@@ -332,6 +341,33 @@ class SshConfigJson(TypedDict):
     entries: list[SshEntryJson]
     file: str | None
     included_from: str | None
+
+
+# --- several servers (docs/hosts.md) ------------------------------------------------------
+
+
+class HostErrorJson(TypedDict):
+    """A host of `ls --all-hosts` / `gpus --all-hosts` that did not answer (or refused): one
+    object in place of its rows. `host` is the host's name."""
+
+    host: str
+    error: ErrorBody
+
+
+class HostJson(TypedDict):
+    """One host of `devbox hosts --json`: `host` is its name, `target` what ssh is given
+    (null: this machine), `version` its devbox (null: not reached), the GPU counts null when
+    not known; `error` null when it answered with the same devbox release."""
+
+    host: str
+    target: str | None
+    port: int | None
+    origin: str
+    reachable: bool
+    version: str | None
+    gpus_free: int | None
+    gpus_total: int | None
+    error: ErrorBody | None
 
 
 class EngineVersionJson(TypedDict):

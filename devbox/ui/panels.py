@@ -31,8 +31,9 @@ def _quota(box: Box) -> str:
     return "  ".join(parts)
 
 
-def report_panel(out: Console, err: Console, result: BoxReport) -> None:
-    """The panel `up`, `info` and `rebuild` print, warnings on stderr."""
+def report_panel(out: Console, err: Console, result: BoxReport, where: str | None = None) -> None:
+    """The panel `up`, `info` and `rebuild` print, warnings on stderr; `where`: the host of a
+    box on another server (ui/remote.py), named in the title."""
     box = result.box
     rows = Table.grid(padding=(0, 2))
     rows.add_column(style="bold")
@@ -48,7 +49,7 @@ def report_panel(out: Console, err: Console, result: BoxReport) -> None:
     for i, mount in enumerate(box.mounts):
         flag = " (read-only)" if mount.readonly else ""
         rows.add_row("volumes" if i == 0 else "", f"{escape(mount.source)} → {escape(mount.target)}{flag}")
-    title = f"[bold]{escape(box.owner)}/{escape(box.name)}[/]"
+    title = f"[bold]{escape(box.owner)}/{escape(box.name)}[/]" + (f" on {escape(where)}" if where else "")
     out.print(Panel(rows, title=title, title_align="left", border_style="green" if box.running else "yellow"))
     # Credentials go below the panel, unboxed and unwrapped, so they copy cleanly.
     logins = []

@@ -65,6 +65,19 @@ def table(rows: list[list[str]], bold_header: bool) -> str:
     return "\n".join(lines)
 
 
+def host_table(header: list[str], rows: list[tuple[str, list[str] | str]], bold_header: bool) -> str:
+    """A table with a HOST column first (`--all-hosts`), rows in the order given: each is
+    (host, cells), or (host, text) for a host without rows, its text across the other columns."""
+    width = max(len(host) for host in ["HOST", *(host for host, _ in rows)])
+    cells = [["HOST".ljust(width), *header]]
+    cells += [[host.ljust(width), *row] for host, row in rows if not isinstance(row, str)]
+    drawn = iter(table(cells, bold_header).split("\n"))
+    out = [next(drawn)]
+    for host, row in rows:
+        out.append(f"{host.ljust(width)}  {row}".rstrip() if isinstance(row, str) else next(drawn))
+    return "\n".join(out)
+
+
 def empty_message(show_owner: bool) -> str:
     """What `ls` says when there is nothing to list."""
     if show_owner:

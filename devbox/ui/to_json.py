@@ -130,6 +130,8 @@ def ls_box_json(box: Box, host: str) -> LsBoxJson:
 
 
 def _ssh_json(result: BoxReport) -> SshJson | None:
+    from devbox.box import labels
+
     ssh = result.ssh
     if ssh is None:
         return None
@@ -143,6 +145,7 @@ def _ssh_json(result: BoxReport) -> SshJson | None:
         "host_key_alias": ssh.target.alias,
         "known_hosts": ssh.target.known_hosts,
         "identity_file": ssh.target.identity_file,
+        "host_public_key": result.box.labels.get(labels.SSH_HOSTKEY),
     }
 
 
@@ -155,6 +158,10 @@ def report_json(result: BoxReport, host: str) -> ReportJson:
         "started": started,
         "started_iso": iso(started),
         "action": result.action,
+        "shm_size": result.box.shm_size,
+        "memory": result.box.memory,
+        "nano_cpus": result.box.nano_cpus,
+        "pids_limit": result.box.pids_limit,
         "jupyter": {"url": jupyter.url, "token": jupyter.token, "auth": jupyter.auth} if jupyter else None,
         "ssh": _ssh_json(result),
         "credentials": dict(result.custom),
@@ -250,6 +257,7 @@ def policy_json(lab: Policy) -> PolicyJson:
         "allow_root": lab.allow_root,
         "allowed_mounts": list(lab.allowed_mounts),
         "gpu_inventory": lab.gpu_inventory,
+        "hosts": {h.name: h.url for h in lab.hosts},
     }
 
 
@@ -315,8 +323,10 @@ def render_json(spec: ContainerSpec, host: str, commands: RunCommands) -> Render
     }
 
 
-def ssh_entry_json(box: Box, host: str, target: SshTarget) -> SshEntryJson:
-    """One `Host devbox-NAME` entry as data."""
+def ssh_entry_json(box: Box, host: str, target: SshTarget, proxy_command: str) -> SshEntryJson:
+    """One `Host devbox-NAME` entry as data; the public host key is what a client pins (issue 12)."""
+    from devbox.box import labels
+
     return {
         **box_ref_json(box, host),
         "ssh_host": f"devbox-{box.name}",
@@ -326,6 +336,8 @@ def ssh_entry_json(box: Box, host: str, target: SshTarget) -> SshEntryJson:
         "host_key_alias": target.alias,
         "known_hosts": target.known_hosts,
         "identity_file": target.identity_file,
+        "host_public_key": box.labels.get(labels.SSH_HOSTKEY),
+        "proxy_command": proxy_command,
     }
 
 

@@ -17,6 +17,7 @@ TOPICS = {
     "policy": "the lab policy file: defaults, limits, allowed images, mounts",
     "lab": "lab mode: users outside the docker group, through sudo; setting it up, its threat model",
     "gpus": "how GPUs are given out, shown and checked on a shared server",
+    "hosts": "several servers: hosts:, --host, --host auto, --all-hosts, what is race-free",
     "image": "the devbox image protocol: user, SSH key, Jupyter token, credentials line",
 }
 

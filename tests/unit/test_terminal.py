@@ -281,7 +281,7 @@ def test_completion_candidates(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
     assert values("policy", "") == ["show", "check"]
     assert values("profiles", "check", "") == []  # files
     assert values("completion", "") == ["bash", "zsh", "fish"]
-    assert values("help", "p") == ["profiles", "policy", "prune"]
+    assert values("help", "p") == ["profiles", "policy", "proxy", "prune"]
     assert values("--debug", "lo") == ["logs"]
     assert values("--") == ["--debug", "--version", "--help"]
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from devbox.cli.app import JsonOpt, app, handles_errors, stderr, stdout
+from devbox.cli.app import AllHostsOpt, JsonOpt, TimeoutOpt, app, handles_errors, stderr, stdout
 from devbox.errors import DevboxError, ExitCode, InvalidInput, NotFound, Origin, Problem
 
 if TYPE_CHECKING:
@@ -20,8 +20,15 @@ app.add_typer(policy_app, name="policy")
 
 @app.command()
 @handles_errors
-def gpus(json_output: JsonOpt = False) -> None:
+def gpus(json_output: JsonOpt = False, all_hosts: AllHostsOpt = False, timeout: TimeoutOpt = 10.0) -> None:
     """Every GPU of the host: memory, utilisation, and which box (owner, since) holds it."""
+    if all_hosts:
+        from devbox.cli import allhosts, shared
+
+        code = allhosts.gpus(shared.caller(), json_output, timeout)
+        if code:
+            raise typer.Exit(code)
+        return
     from devbox import engine, settings
     from devbox.ops import admin
     from devbox.placement import gpus

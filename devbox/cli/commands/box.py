@@ -11,9 +11,11 @@ import typer
 
 from devbox.cli import shared
 from devbox.cli.app import (
+    AllHostsOpt,
     CpusOpt,
     EnvOpt,
     GpusOpt,
+    HostOpt,
     ImageOpt,
     JsonOpt,
     MemoryOpt,
@@ -23,6 +25,7 @@ from devbox.cli.app import (
     Progress,
     ProgressOpt,
     ShmOpt,
+    TimeoutOpt,
     VolumeOpt,
     app,
     handles_errors,
@@ -51,10 +54,17 @@ def up(
     ] = False,
     json_output: JsonOpt = False,
     progress: ProgressOpt = Progress.auto,
+    host: Annotated[
+        str | None,
+        typer.Option(
+            "--host",
+            help="The server to make it on: a name (devbox hosts), auto (one with free GPUs), or local.",
+        ),
+    ] = None,
 ) -> None:
     """Start your box (creating it if needed), wait until it is ready, print how to reach it."""
     flags = overrides(image, gpus, shm_size, cpus, memory, port, volume, env)
-    shared.up(profile, flags, recreate, keep_failed, json_output, progress)
+    shared.up(profile, flags, recreate, keep_failed, json_output, progress, host)
 
 
 @app.command("ls")
@@ -65,8 +75,26 @@ def ls(
     owner: Annotated[str | None, typer.Option("--owner", help="Only this owner's boxes.")] = None,
     gpu: Annotated[str | None, typer.Option("--gpu", help="Only the box holding this GPU.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the box names, one a line.")] = False,
+    all_hosts: AllHostsOpt = False,
+    timeout: TimeoutOpt = 10.0,
+    host: Annotated[str | None, typer.Option("--host", help="The boxes on this server.")] = None,
 ) -> None:
     """List your boxes (or everyone's with --all)."""
+    if host is not None and not all_hosts:
+        from devbox.cli import onhost
+
+        settings = shared.caller()
+        server = onhost.server(settings, host)
+        if server is not None:
+            onhost.ls(server, all_users, json_output, owner, gpu, quiet)
+            return
+    if all_hosts:
+        from devbox.cli import allhosts
+
+        code = allhosts.ls(shared.caller(), all_users, json_output, owner, gpu, quiet, timeout)
+        if code:
+            raise typer.Exit(code)
+        return
     from devbox.cli import fast
 
     fast.ls(all_users, json_output, owner, gpu, quiet)
@@ -74,11 +102,17 @@ def ls(
 
 @app.command()
 @handles_errors
-def info(name: NameArg = "default", json_output: JsonOpt = False) -> None:
+def info(name: NameArg = "default", json_output: JsonOpt = False, host: HostOpt = None) -> None:
     """Show a box and how to reach it (credentials re-read from its log)."""
     from devbox import engine
+    from devbox.cli import onhost
     from devbox.ops import boxes
 
+    settings = shared.caller()
+    elsewhere = onhost.target(settings, name, host)
+    if elsewhere is not None:
+        onhost.info(settings, elsewhere, name, json_output)
+        return
     eng = engine.connect()
     result = boxes.info(eng, shared.caller(), name)
     shared.show(result, json_output, eng.host)
@@ -91,13 +125,21 @@ def down(
     purge: Annotated[bool, typer.Option("--purge", help="Also delete the box's named volumes.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before deleting volumes.")] = False,
     json_output: JsonOpt = False,
+    host: HostOpt = None,
 ) -> None:
     """Stop and remove a box. Its named volumes are kept unless --purge."""
     from devbox import engine
     from devbox.box.spec import container_name
+    from devbox.cli import onhost
     from devbox.ops import boxes, lifecycle
 
     settings = shared.caller()
+    elsewhere = onhost.target(settings, name, host)
+    if elsewhere is not None:
+        code = onhost.down(settings, elsewhere, name, purge, yes, json_output)
+        if code:
+            raise typer.Exit(code)
+        return
     owner, name = boxes.target(settings, name, "stop and remove")
     eng = engine.connect()
     container = container_name(owner, name)
@@ -135,12 +177,18 @@ def rebuild(
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Build without the layer cache.")] = False,
     json_output: JsonOpt = False,
     progress: ProgressOpt = Progress.auto,
+    host: HostOpt = None,
 ) -> None:
     """Re-read the profile, refresh the image, replace the container. Volumes are kept."""
     from devbox import engine
+    from devbox.cli import onhost
     from devbox.ops import boxes, lifecycle, resolve
 
     settings = shared.caller()
+    elsewhere = onhost.target(settings, name, host)
+    if elsewhere is not None:
+        onhost.rebuild(settings, elsewhere, name, pull, no_cache, json_output, progress)
+        return
     eng = engine.connect()
     # The box remembers which file it came from; fall back to looking the name up.
     resolved = resolve.resolve(boxes.box_profile(eng, settings, name) or name, settings)
@@ -176,13 +224,19 @@ def logs(
     name: NameArg = "default",
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines.")] = False,
     tail: Annotated[str, typer.Option("--tail", "-n", help="Only the last N lines.")] = "all",
+    host: HostOpt = None,
 ) -> None:
     """Print a box's log."""
     from devbox import engine
+    from devbox.cli import onhost
     from devbox.ops import boxes
 
+    settings = shared.caller()
+    elsewhere = onhost.target(settings, name, host)
+    if elsewhere is not None:
+        onhost.logs(elsewhere, name, follow, tail)
     eng = engine.connect()
-    box = boxes.find_own(eng, shared.caller(), name, "read the log of")
+    box = boxes.find_own(eng, settings, name, "read the log of")
     out = sys.stdout.buffer
     try:
         for chunk in eng.stream_logs(
@@ -199,8 +253,13 @@ def logs(
 def exec_(
     name: NameArg,
     command: Annotated[list[str], typer.Argument(help="The command, after --.")],
+    host: HostOpt = None,
 ) -> None:
     """Run a command in a box: devbox exec NAME -- CMD ARGS…"""
+    from devbox.cli import onhost
+
+    if host is None:
+        host, command = onhost.host_option(command)  # `exec NAME --host h2 -- CMD`
     if command and command[0] == "--":
         command = command[1:]  # with interspersed args off, click keeps the separator
     if not command:
@@ -208,8 +267,12 @@ def exec_(
     from devbox import engine
     from devbox.ops import boxes
 
+    settings = shared.caller()
+    elsewhere = onhost.target(settings, name, host)
+    if elsewhere is not None:
+        onhost.exec_(elsewhere, name, command)
     eng = engine.connect()
-    target = boxes.exec_target(eng, shared.caller(), name)
+    target = boxes.exec_target(eng, settings, name)
     box, user = target.box, target.user
     docker_cli = shutil.which("docker")
     if docker_cli:

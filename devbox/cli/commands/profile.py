@@ -12,6 +12,7 @@ from devbox.cli.app import (
     CpusOpt,
     EnvOpt,
     GpusOpt,
+    HostOpt,
     ImageOpt,
     JsonOpt,
     MemoryOpt,
@@ -57,6 +58,7 @@ def render(
     volume: VolumeOpt = None,
     env: EnvOpt = None,
     json_output: JsonOpt = False,
+    host: HostOpt = None,
 ) -> None:
     """Dry run: check a profile like `up` does, then print the `docker run` it implies."""
     import shlex
@@ -65,6 +67,14 @@ def render(
     from devbox.ops import resolve
 
     flags = overrides(image, gpus, shm_size, cpus, memory, port, volume, env)
+    if host is not None:
+        from devbox.cli import onhost
+
+        caller = settings.from_environment()
+        elsewhere = onhost.target(caller, profile, host)  # --host only: a profile is no recorded box
+        if elsewhere is not None:
+            onhost.render(caller, elsewhere, profile, flags, json_output or format is RenderFormat.json)
+            return
     resolved = resolve.resolve(profile, settings.from_environment(), flags, probe=_image_labels)
     if resolved.settings.lab:
         from devbox.ops import labbinds
