@@ -9,14 +9,14 @@ version and completion stay here, as the user: they need nothing privileged.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from typing import NoReturn
 
-from devbox import labmode
-
 SUDO = "/usr/bin/sudo"
+# labmode.LAB_FILE, spelt out: every devbox command asks this, and importing labmode (errors,
+# dataclasses, pathlib) would cost ~30 ms of each `devbox --help`. A unit test keeps them equal.
+LAB_FILE = "/etc/devbox/lab.yaml"
 # Answered without the helper: nothing here touches the engine or the policy's secrets.
 LOCAL_COMMANDS = {"version", "completion", "help", "__complete", "lab", "--help", "-h", "--version"}
 ENV_FD = 3  # sudo -C 4 keeps descriptors below 4 open for the helper (closefrom_override)
@@ -31,7 +31,7 @@ def needed(argv: list[str]) -> bool:
         return False  # a command's own help: typer answers it here
     if elsewhere(before):
         return False  # other servers are reached as the user, over their own ssh (docs/hosts.md)
-    return labmode.installed()
+    return os.path.lexists(LAB_FILE)
 
 
 def elsewhere(argv: list[str]) -> bool:
@@ -48,11 +48,15 @@ def elsewhere(argv: list[str]) -> bool:
 
 def ignored_variables(environ: dict[str, str]) -> list[str]:
     """The variables set by the caller that lab mode does not let them decide with."""
+    from devbox import labmode
+
     return [name for name in labmode.IGNORED_ENV if environ.get(name)]
 
 
 def warning(names: list[str]) -> str:
     """The one-line warning for ignored variables."""
+    from devbox import labmode
+
     return (
         f"warning: lab mode ignores {', '.join(names)} from your environment: you act as yourself, "
         f"under the policy in {labmode.POLICY_FILE}, on the lab's engine"
@@ -69,6 +73,8 @@ def _fail(message: str, hint: str, argv: list[str]) -> NoReturn:
 def _env_fd(environ: dict[str, str]) -> int:
     """A memory file holding the caller's environment as JSON, at descriptor ENV_FD."""
     fd = os.memfd_create("devbox-env", 0)  # no MFD_CLOEXEC: it must reach the helper
+    import json
+
     os.write(fd, json.dumps(environ).encode("utf-8", "surrogateescape"))
     os.lseek(fd, 0, os.SEEK_SET)
     if fd != ENV_FD:
@@ -79,6 +85,8 @@ def _env_fd(environ: dict[str, str]) -> int:
 
 def redirect(argv: list[str]) -> NoReturn:
     """Replace this process with `sudo -n HELPER ... -- argv`; explain instead when it cannot work."""
+    from devbox import labmode
+
     environ = dict(os.environ)
     names = ignored_variables(environ)
     if names:

@@ -27,15 +27,16 @@ def lab_settings(tmp_path: Path, name: str = "alice", admin: bool = False) -> se
 
 
 def test_commands_go_through_the_helper_only_in_lab_mode_and_not_for_help(monkeypatch):
+    assert str(labmode.LAB_FILE) == labgate.LAB_FILE  # spelt out there, to start fast
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
-    monkeypatch.setattr(labmode, "installed", lambda: True)
+    monkeypatch.setattr(os.path, "lexists", lambda path: path == labgate.LAB_FILE)
     assert labgate.needed(["up"])
     assert labgate.needed(["ls", "--all"])
     for local in (["--help"], ["version"], ["help", "lab"], ["completion", "bash"], ["up", "--help"], []):
         assert not labgate.needed(local), local
-    monkeypatch.setattr(labmode, "installed", lambda: False)
+    monkeypatch.setattr(os.path, "lexists", lambda path: False)
     assert not labgate.needed(["up"])
-    monkeypatch.setattr(labmode, "installed", lambda: True)
+    monkeypatch.setattr(os.path, "lexists", lambda path: path == labgate.LAB_FILE)
     monkeypatch.setattr(os, "geteuid", lambda: 0)
     assert not labgate.needed(["up"])  # root (and the helper itself) uses the engine directly
 
