@@ -313,7 +313,7 @@ def down(settings: Settings, host: Host, name: str, purge: bool, yes: bool, json
 
         remote.ensure_version(host, COMMAND_TIMEOUT_S)
         code = subprocess.call(
-            remote.ssh_argv(host, [remote.REMOTE_DEVBOX, "down", name, "--purge"], tty=True)
+            remote.ssh_argv(host, [remote.REMOTE_DEVBOX, *remote.here(["down", name, "--purge"])], tty=True)
         )
         if code == 0:
             _forget(settings, name, host)
@@ -346,7 +346,7 @@ def _exec_ssh(host: Host, remote_args: list[str], tty: bool) -> NoReturn:
     from devbox.ops import remote
 
     remote.ensure_version(host, COMMAND_TIMEOUT_S)
-    argv = remote.ssh_argv(host, [remote.REMOTE_DEVBOX, *remote_args], tty=tty)
+    argv = remote.ssh_argv(host, [remote.REMOTE_DEVBOX, *remote.here(remote_args)], tty=tty)
     sys.stdout.flush()
     sys.stderr.flush()
     try:

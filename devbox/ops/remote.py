@@ -267,10 +267,17 @@ _PINNED_HERE = {
 }
 
 
-def _here(devbox_args: list[str]) -> list[str]:
-    """`devbox_args` with `--host local` after its options (before a `--`), for those commands."""
+def here(devbox_args: list[str]) -> list[str]:
+    """`devbox_args` with `--host local` after its options (before a `--`), for those commands.
+
+    On the server, devbox acts there: a server sharing the client's home (NFS) reads the same
+    boxes.yaml, and without this would send the command on to the recorded host, itself.
+    """
     end = devbox_args.index("--") if "--" in devbox_args else len(devbox_args)
     if devbox_args[:1] and devbox_args[0] in _PINNED_HERE and "--host" not in devbox_args[:end]:
+        if devbox_args[0] in ("exec", "ssh"):
+            # Right after the command word: these take everything after NAME as the command's.
+            return [devbox_args[0], "--host", "local", *devbox_args[1:]]
         return [*devbox_args[:end], "--host", "local", *devbox_args[end:]]
     return devbox_args
 
@@ -282,7 +289,7 @@ def _ran(
     stdin: bytes | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> _Ran:
-    argv = local_argv(devbox_args) if host.local else ssh_argv(host, [REMOTE_DEVBOX, *_here(devbox_args)])
+    argv = local_argv(devbox_args) if host.local else ssh_argv(host, [REMOTE_DEVBOX, *here(devbox_args)])
     try:
         ran = _execute(argv, timeout, stdin, progress)
     except FileNotFoundError:

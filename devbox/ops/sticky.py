@@ -46,10 +46,15 @@ def recorded(settings: Settings) -> dict[str, str]:
 
 
 def host_of(settings: Settings, box: str) -> str | None:
-    """The host `box` was made on, or None (a local box, or one devbox never made remotely)."""
+    """The host `box` was made on, or None (a local box, or one devbox never made remotely).
+
+    `box` may be a profile's path (`up ./exp1.yaml`): its box is named after the file.
+    """
     file = path(settings)
     if not file.exists():  # the common case: one stat, nothing read
         return None
+    if "/" in box or box.endswith((".yaml", ".yml")):
+        box = os.path.splitext(os.path.basename(box))[0]
     return _read(file).get(box)
 
 

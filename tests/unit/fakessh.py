@@ -141,6 +141,8 @@ def _stub(folder: Path, config: dict[str, Any], args: list[str]) -> None:
     state = json.loads(state_file.read_text()) if state_file.exists() else {"boxes": {}}
     boxes: dict[str, dict[str, Any]] = state["boxes"]
     command = args[0] if args else ""
+    if args[1:3] == ["--host", "local"]:  # exec and ssh get it before NAME (their rest is the command)
+        args = [args[0], *args[3:]]
     name = Path(args[1]).stem if len(args) > 1 and not args[1].startswith("-") else "default"
     if command == "gpus" and not int(config["gpus"]):
         _error("failed", "no GPUs known on this host: nvidia-smi is missing, nothing declared", 1)

@@ -170,9 +170,11 @@ def test_a_box_is_sticky_to_its_host(sandbox: Sandbox, servers: Path) -> None:
     assert info.returncode == 0, info.stderr
     assert contract.parse(info.stdout, shapes.ReportJson)["host"] == "h2"
     assert devbox("exec", "nb", "--", "echo", "hi there").stdout == "exec in nb: echo 'hi there'\n"
-    assert devbox("logs", "nb", "-n", "5").stdout == "log of nb: --tail 5\n"
+    assert devbox("logs", "nb", "-n", "5").stdout == "log of nb: --tail 5 --host local\n"
     again = devbox("up", "nb", "--json")  # the box's volumes are there: so is `up`
     assert json.loads(again.stdout)["action"] == "running" and json.loads(again.stdout)["host"] == "h2"
+    auto = devbox("up", "nb", "--host", "auto", "--gpus", "1", "--json")  # never a second nb elsewhere
+    assert auto.returncode == 0 and json.loads(auto.stdout)["host"] == "h2", auto.stderr
     fakessh.add_host(servers, "alice@h1")
     elsewhere = devbox("down", "nb", "--host", "h1", "--json")  # another server's nb: h2's stays recorded
     assert elsewhere.returncode == 0 and json.loads(elsewhere.stdout)["removed"] is False
@@ -181,11 +183,16 @@ def test_a_box_is_sticky_to_its_host(sandbox: Sandbox, servers: Path) -> None:
     assert down.returncode == 0 and contract.parse(down.stdout, shapes.DownJson)["host"] == "h2"
     assert "nb:" not in (sandbox.home / ".config" / "devbox" / "boxes.yaml").read_text()
     assert devbox("info", "nb").returncode == 6  # local now: no engine here
+    # On the server, each acts there, never on to the host boxes.yaml records (a shared home
+    # would make the server call itself, forever).
+    sent = [c[1:] for c in fakessh.calls(h2) if c[1] != "--version"]
+    assert all("--host" in c and c[c.index("--host") + 1] == "local" for c in sent), sent
     assert [c[1] for c in fakessh.calls(h2) if c[1] != "--version"] == [
         "up",
         "info",
         "exec",
         "logs",
+        "up",
         "up",
         "down",
     ]
