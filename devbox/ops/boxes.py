@@ -12,7 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from devbox import audit
 from devbox.box.state import Box
 from devbox.errors import DevboxError, NotFound, Refused
 from devbox.profile import files
@@ -35,6 +34,8 @@ def target(settings: Settings, ref: str, action: str = "use") -> tuple[str, str]
     Another owner's box: only admins (lab mode: the policy's `admins:`; outside lab mode,
     whoever holds the engine socket), and only to see or remove it. Refused (exit 3) otherwise.
     """
+    from devbox import audit  # here: `devbox ls` imports this module on its fast path
+
     owner, sep, name = ref.rpartition("/")
     if not sep or owner == settings.owner:
         owner = settings.owner
