@@ -138,17 +138,7 @@ def probe(host: Host, timeout: float) -> dict[str, Any]:
     from devbox.ui.to_json import error_json
 
     deadline = time.monotonic() + timeout
-    item: dict[str, Any] = {
-        "host": host.name,
-        "target": host.target,
-        "port": host.port,
-        "origin": host.origin,
-        "reachable": False,
-        "version": None,
-        "gpus_free": None,
-        "gpus_total": None,
-        "error": None,
-    }
+    item = _unanswered(host, None)
     try:
         version = __version__ if host.local else remote.remote_version(host, timeout)
         item |= {"reachable": True, "version": version}
@@ -199,9 +189,8 @@ def hosts(settings: Settings, json_output: bool, timeout: float) -> int:
     return int(EXIT_CODES.get(kinds[0], ExitCode.ERROR))
 
 
-def _late(outcome: Outcome[Any]) -> dict[str, Any]:
-    """A host whose probe did not end in time."""
-    host = outcome.host
+def _unanswered(host: Host, error: Any) -> dict[str, Any]:
+    """A `devbox hosts` row (HostJson) of a host nothing is known of yet, with `error`."""
     return {
         "host": host.name,
         "target": host.target,
@@ -211,5 +200,10 @@ def _late(outcome: Outcome[Any]) -> dict[str, Any]:
         "version": None,
         "gpus_free": None,
         "gpus_total": None,
-        "error": error_row(outcome)["error"],
+        "error": error,
     }
+
+
+def _late(outcome: Outcome[Any]) -> dict[str, Any]:
+    """A host whose probe did not end in time."""
+    return _unanswered(outcome.host, error_row(outcome)["error"])

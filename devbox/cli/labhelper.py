@@ -3,9 +3,9 @@
 Started only as `sudo -n /usr/local/libexec/devbox/devbox-lab --env-fd N -- ARGS` by the
 front end (cli/labgate.py). Before any command runs it: learns the caller from the kernel
 (caller.from_sudo), refuses when anything lab mode trusts could be changed by a non-root
-user (labmode.check_sound), rebuilds the environment from scratch (the engine is the lab's,
-the GPU inventory the policy's), and decides whether the caller is an admin. Every command
-ends with one line in the audit log, whatever its outcome.
+user (labmode.check_sound), rebuilds the environment from scratch (the engine is the lab's;
+no variable declares GPUs, so the policy's `gpu_inventory:` does), and decides whether the
+caller is an admin. Every command ends with one line in the audit log, whatever its outcome.
 """
 
 from __future__ import annotations
@@ -172,9 +172,8 @@ def _setup(argv: list[str], fields: dict[str, Any]) -> list[str]:
             f"you are not in the lab group '{config.group}'",
             f"ask your lab admin: usermod -aG {config.group} {who.name}",
         )
-    inventory = rules.gpu_inventory_value(policy)
-    if inventory is not None:
-        os.environ["DEVBOX_GPU_INVENTORY"] = inventory
+    # The GPU inventory needs nothing here: the environment is clean, so placement falls back to
+    # the policy's `gpu_inventory:` itself (and names its line when it is wrong).
     settings.enter_lab(replace(lab_settings, admin=admin, environ=dict(os.environ)))
     fields["admin"] = admin
     return command

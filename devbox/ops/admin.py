@@ -103,8 +103,9 @@ def _engine_checks(engine: Engine, lab: bool = False) -> tuple[list[Check], Engi
 
 def _gpu_checks(settings: Settings) -> tuple[Check, list[inventory.Gpu] | None]:
     """The `gpus` check (with the driver and CUDA versions), and the GPUs found."""
+    policy = _policy_or_none(settings)  # read once: the inventory and the driver both ask it
     try:
-        reading = inventory.read(settings.environ, _policy_or_none(settings))
+        reading = inventory.read(settings.environ, policy)
     except DevboxError as exc:
         return Check("gpus", "fail", exc.message, exc.hint or ""), None
     found = reading.gpus
@@ -119,7 +120,7 @@ def _gpu_checks(settings: Settings) -> tuple[Check, list[inventory.Gpu] | None]:
     if found and found[0].declared:
         where = "DEVBOX_GPU_INVENTORY or the policy's gpu_inventory"
         return Check("gpus", "ok", f"{len(found)} GPU(s) declared ({where})"), found
-    driver = inventory.driver(settings.environ, _policy_or_none(settings))
+    driver = inventory.driver(settings.environ, policy)
     versions = (
         f"; driver {driver.version or 'unknown'}, CUDA {driver.cuda or 'unknown'}"
         if driver

@@ -104,8 +104,8 @@ class Declared:
 def declared(environ: Mapping[str, str], policy: rules.Policy | None = None) -> Declared | None:
     """The GPUs declared by DEVBOX_GPU_INVENTORY, else by the policy's `gpu_inventory`, or None.
 
-    In lab mode the helper hands the policy's value on as the variable, whatever the caller
-    set; outside it the variable wins and the policy's is the fallback.
+    The variable wins and the policy's is the fallback. In lab mode the helper starts from a
+    clean environment (whatever the caller set), so the policy's is what counts.
     """
     value = environ.get("DEVBOX_GPU_INVENTORY")
     if value:

@@ -19,7 +19,6 @@ Without root, or without the tools, the tests skip; in CI (CI=true) they fail in
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import re
@@ -37,6 +36,7 @@ import pytest
 
 from tests.integration.conftest import docker
 from tests.integration.labhost import HOST_LOCK as LAB_LOCK
+from tests.integration.labhost import host_lock
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "test-hosts"
@@ -47,7 +47,6 @@ GPUS_PER_HOST = 4
 IMAGES = ("devbox/devbox:0.1", "devbox/debian:bookworm")
 TOOLS = ("ip", "unshare", "setpriv", "ssh", "ssh-keygen", "dockerd", "useradd")
 LOCK = Path("/run/lock/devbox-test-hosts.lock")
-LOCK_WAIT_S = 20 * 60
 UP_TIMEOUT_S = 600
 # A light box holding one GPU (Must show 1, 2): no Jupyter to wait for on 2 shared cores.
 GPU_BOX = "image: devbox/debian:bookworm\ncommand: [sleep, infinity]\ngpus: 1\n"
@@ -245,26 +244,6 @@ def _kill_uid(uid: int) -> None:
             continue
 
 
-@contextlib.contextmanager
-def _host_lock(lock: Path) -> Iterator[None]:
-    """Wait for `lock` (flock, exclusive) and hold it."""
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with lock.open("a") as handle:
-        deadline = time.monotonic() + LOCK_WAIT_S
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"another test run held {lock} for {LOCK_WAIT_S} s", pytrace=False)
-                time.sleep(2)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def hosts_session() -> Iterator[Bed]:
     """For a module (or session) fixture: hosts h1..h3 up (scripts/test-hosts up 3), under a
     host-wide lock, and down afterwards. Needs the engine fixture first (the images)."""
@@ -280,7 +259,7 @@ def hosts_session() -> Iterator[Bed]:
     # One run at a time owns the test hosts (`down` would pull them from under another); and no
     # lab test may turn this machine's lab mode on meanwhile (/etc/devbox is the whole machine's,
     # and the hosts share the filesystem: see write_etc_wrapper in scripts/test-hosts).
-    with _host_lock(LOCK), _host_lock(LAB_LOCK):
+    with host_lock(LOCK), host_lock(LAB_LOCK):
         env = {**os.environ, "PYTHON": sys.executable}
         started = time.monotonic()
         argv = [str(SCRIPT), "up", str(len(HOSTS))]

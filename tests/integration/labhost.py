@@ -297,10 +297,11 @@ def audit_lines(since: int = 0) -> list[dict[str, Any]]:
 
 
 @contextlib.contextmanager
-def host_lock() -> Iterator[None]:
-    """One lab test run on this host at a time (lab mode is host-wide)."""
-    HOST_LOCK.parent.mkdir(parents=True, exist_ok=True)
-    with HOST_LOCK.open("a") as handle:
+def host_lock(lock: Path = HOST_LOCK) -> Iterator[None]:
+    """Wait for `lock` (flock, exclusive) and hold it: by default, one lab test run on this host
+    at a time (lab mode is host-wide); the test servers' bed takes its own lock through this too."""
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("a") as handle:
         deadline = time.monotonic() + LOCK_WAIT_S
         while True:
             try:
@@ -308,7 +309,7 @@ def host_lock() -> Iterator[None]:
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    pytest.fail(f"another lab test run held {HOST_LOCK} for {LOCK_WAIT_S} s", pytrace=False)
+                    pytest.fail(f"another test run held {lock} for {LOCK_WAIT_S} s", pytrace=False)
                 time.sleep(2)
         try:
             yield
