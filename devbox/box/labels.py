@@ -20,6 +20,8 @@ HELPER = "devbox.helper"  # on a short-lived container devbox runs for itself (n
 PORTS = "devbox.ports"  # jupyter:8888,ssh:22: names of the published ports, for ls and info
 BACKEND = "devbox.backend"  # the engine backend that made the box ("docker")
 BINDS = "devbox.binds"  # lab mode: JSON [{"pin", "source", "ro"}]: each pinned bind and the caller's path
+PROJECT = "devbox.project"  # the folder a project profile's box is bound to (its relative binds)
+SLURM_JOB = "devbox.slurm_job"  # the Slurm job a box was made in: its Epilog removes the box
 NETWORK = "devbox.network"  # "1" on a network devbox made for one owner's boxes (lab mode)
 
 

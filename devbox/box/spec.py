@@ -15,6 +15,7 @@ from typing import Literal
 
 from devbox import __version__
 from devbox.box import labels
+from devbox.profile import environments
 from devbox.profile.model import BuildSpec, GpuRequest, Profile
 
 # A setuid file in the box never raises anyone's privileges (the devbox image protocol only
@@ -34,6 +35,7 @@ class HostContext:
     login: str = ""  # the caller's login name, for the user a devbox image creates
     backend: str = "docker"  # the engine backend that runs the box (Docker is the only real one)
     lab: bool = False  # lab mode (docs/lab.md): the owner's own network, no-new-privileges:true
+    slurm_job: str = ""  # made inside this Slurm job ($SLURM_JOB_ID): labelled for its Epilog
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,7 @@ class ContainerSpec:
     gpus_declared: bool = False  # allocated from a declared inventory: no device request
     disk: int | None = None  # bytes the writable layer may grow to (--storage-opt size=)
     network: str | None = None  # a network of the owner's boxes alone (lab mode); None: the default
+    ipc: str | None = None  # IPC namespace mode (a devcontainer.json's --ipc); None: the engine's
     spec_hash: str = field(default="")
 
 
@@ -185,6 +188,26 @@ def _env(profile: Profile, ctx: HostContext, protocol: bool) -> dict[str, str]:
     return {**told, **profile.env, **_no_gpus(profile.gpus)}
 
 
+def _environment_mounts(profile: Profile, owner: str) -> tuple[Mount, ...]:
+    """`environments:`: the owner's environments volume and package cache (docs/environments.md)."""
+    if not profile.environments:
+        return ()
+    return (
+        Mount("volume", volume_name(owner, environments.ENVS_VOLUME), environments.ENVS_ROOT, False),
+        Mount("volume", volume_name(owner, environments.PKGS_VOLUME), environments.PKGS_ROOT, False),
+    )
+
+
+def _environment_env(profile: Profile) -> dict[str, str]:
+    """Jupyter finds the box's environment kernels; conda tools in the box share the cache."""
+    if not profile.environments:
+        return {}
+    return {
+        "JUPYTER_PATH": environments.jupyter_path(profile.name),
+        "CONDA_PKGS_DIRS": environments.PKGS_ROOT,
+    }
+
+
 def _hash(spec: ContainerSpec) -> str:
     data = asdict(spec)
     data.pop("spec_hash")
@@ -192,7 +215,10 @@ def _hash(spec: ContainerSpec) -> str:
         del data["disk"]  # added later: boxes made before it keep their hash
     if data["network"] is None:
         del data["network"]  # likewise
-    data["labels"] = {k: v for k, v in spec.labels.items() if k != labels.SPEC_HASH}
+    if data["ipc"] is None:
+        del data["ipc"]  # likewise
+    # The project label was added later, and the binds hashed already say the same.
+    data["labels"] = {k: v for k, v in spec.labels.items() if k not in (labels.SPEC_HASH, labels.PROJECT)}
     blob = json.dumps(data, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
 
@@ -221,9 +247,11 @@ def build(
     owner_labels = {labels.OWNER: ctx.owner, labels.BOX: box}
     image = profile.image
     if image is None:
-        # Built images are per owner and box; the tag changes when the build inputs do.
+        # Built images are per owner and box; the tag changes when the build inputs do: the
+        # settings and the digest of the context's contents (`inputs`, read at resolve).
         assert profile.build is not None
-        digest = hashlib.sha256(json.dumps(asdict(profile.build), sort_keys=True).encode()).hexdigest()[:12]
+        settings = {k: v for k, v in asdict(profile.build).items() if k != "files"}
+        digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
         # Repository names are lower case for Docker; owners and boxes may not be.
         image = f"devbox/{ctx.owner}-{box}:{digest}".lower()
     res = profile.resources
@@ -236,12 +264,13 @@ def build(
         command=profile.command,
         # A host name is at most 63 characters; the kernel refuses longer ones at start.
         hostname=box.replace("_", "-").replace(".", "-")[:63].rstrip("-"),
-        env=_env(profile, ctx, protocol),
+        env={**_env(profile, ctx, protocol), **_environment_env(profile)},
         env_files=profile.env_files,
         labels={
             **profile.labels,
             **owner_labels,
             labels.PROFILE: profile.path,
+            **({labels.PROJECT: profile.project} if profile.project else {}),
             labels.GPUS: gpu_label(profile.gpus),
             labels.PORTS: ",".join(f"{p.name}:{p.container}" for p in profile.ports),
             **({labels.CPUS: str(round(res.cpus * 1e9))} if res.cpus is not None else {}),
@@ -259,7 +288,8 @@ def build(
                 v.readonly,
             )
             for v in profile.volumes
-        ),
+        )
+        + _environment_mounts(profile, ctx.owner),
         gpus=profile.gpus,
         shm_size=profile.shm_size,
         memory=res.memory,
@@ -271,9 +301,12 @@ def build(
         protocol=protocol,
         security_opt=LAB_SECURITY_OPT if ctx.lab else SECURITY_OPT,
         network=network_name(ctx.owner) if ctx.lab else None,
+        ipc=profile.ipc,
     )
     digest = _hash(spec)
-    return replace(spec, spec_hash=digest, labels={**spec.labels, labels.SPEC_HASH: digest})
+    # The job is no part of the hash: the next job's box of the same profile is the same box.
+    job = {labels.SLURM_JOB: ctx.slurm_job} if ctx.slurm_job else {}
+    return replace(spec, spec_hash=digest, labels={**spec.labels, labels.SPEC_HASH: digest, **job})
 
 
 def with_gpus(spec: ContainerSpec, ids: tuple[str, ...], declared: bool) -> ContainerSpec:

@@ -37,7 +37,14 @@ def configured(settings: Settings) -> list[Host]:
 def _ask(settings: Settings, args: list[str], timeout: float) -> list[Outcome[Any]]:
     from devbox.ops import fanout, remote
 
-    return fanout.fan_out(configured(settings), lambda h: remote.run_json(h, args, timeout), timeout)
+    def one(host: Host) -> Any:
+        if host.slurm:  # Slurm's commands here or on its login node (docs/slurm.md)
+            from devbox.ops import slurmbox
+
+            return slurmbox.fan_answer(host, args)
+        return remote.run_json(host, args, timeout)
+
+    return fanout.fan_out(configured(settings), one, timeout)
 
 
 def error_row(outcome: Outcome[Any]) -> dict[str, Any]:
@@ -140,12 +147,18 @@ def probe(host: Host, timeout: float) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     item = _unanswered(host, None)
     try:
-        version = __version__ if host.local else remote.remote_version(host, timeout)
-        item |= {"reachable": True, "version": version}
-        if not remote.same_release(version, __version__):
-            raise remote.skew(host, version)
-        left = max(1.0, deadline - time.monotonic())
-        rows = remote.run_json(host, ["gpus", "--json"], left)
+        if host.slurm:  # this devbox drives it: sinfo and squeue answer for the cluster
+            from devbox.ops import slurmbox
+
+            rows = slurmbox.gpu_rows(host)
+            item |= {"reachable": True, "version": __version__}
+        else:
+            version = __version__ if host.local else remote.remote_version(host, timeout)
+            item |= {"reachable": True, "version": version}
+            if not remote.same_release(version, __version__):
+                raise remote.skew(host, version)
+            left = max(1.0, deadline - time.monotonic())
+            rows = remote.run_json(host, ["gpus", "--json"], left)
     except DevboxError as exc:
         # A server with no GPUs known (nothing declared, no driver) fails `gpus`: not a problem.
         if not (item["reachable"] and exc.kind == "failed" and "no GPUs known" in exc.message):
@@ -193,6 +206,7 @@ def _unanswered(host: Host, error: Any) -> dict[str, Any]:
     """A `devbox hosts` row (HostJson) of a host nothing is known of yet, with `error`."""
     return {
         "host": host.name,
+        "kind": "slurm" if host.slurm else "local" if host.local else "ssh",
         "target": host.target,
         "port": host.port,
         "origin": host.origin,

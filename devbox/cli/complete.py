@@ -38,7 +38,16 @@ _ALL_HOSTS: Opts = {"--all-hosts": FLAG, "--timeout": VALUE}
 # command path -> (its options, what its first argument is: profile, box, file, topic, shell, or "")
 COMMANDS: dict[str, tuple[Opts, str]] = {
     "up": (
-        {**_OVERRIDES, "--recreate": FLAG, "--keep-failed": FLAG, **_JSON, **_PROGRESS, **_HOST},
+        {
+            **_OVERRIDES,
+            "--recreate": FLAG,
+            "--keep-failed": FLAG,
+            **_JSON,
+            **_PROGRESS,
+            **_HOST,
+            "--no-wait": FLAG,  # a Slurm host's queue (docs/slurm.md)
+            "--wait-timeout": VALUE,
+        },
         "profile",
     ),
     "ls": (
@@ -61,6 +70,7 @@ COMMANDS: dict[str, tuple[Opts, str]] = {
     "switch": ({**_JSON, **_PROGRESS}, "profile"),
     "logs": ({"--follow": FLAG, "-f": FLAG, "--tail": VALUE, "-n": VALUE, **_HOST}, "box"),
     "exec": (_HOST, "box"),
+    "env": ({**_JSON, **_HOST}, "box"),
     "ssh": (_HOST, "box"),
     "ssh-config": ({"--write": FLAG, **_JSON, **_HOST}, ""),
     "tunnel": (
@@ -68,7 +78,7 @@ COMMANDS: dict[str, tuple[Opts, str]] = {
         "box",
     ),
     "proxy": ({**_HOST}, "box"),
-    "gpus": ({**_JSON, **_ALL_HOSTS}, ""),
+    "gpus": ({**_JSON, **_ALL_HOSTS, **_HOST}, ""),
     "hosts": ({**_JSON, "--timeout": VALUE}, ""),
     "doctor": (_JSON, ""),
     "prune": (
@@ -79,8 +89,14 @@ COMMANDS: dict[str, tuple[Opts, str]] = {
             "--yes": FLAG,
             "-y": FLAG,
             "--idle": FLAG,
+            "--images": FLAG,
             **_JSON,
         },
+        "",
+    ),
+    "image": ({}, ""),
+    "image build": (
+        {"--base": VALUE, "--tag": VALUE, "--no-cache": FLAG, **_JSON, **_PROGRESS},
         "",
     ),
     "policy": ({}, ""),
@@ -91,7 +107,13 @@ COMMANDS: dict[str, tuple[Opts, str]] = {
     "lab uninstall": (_JSON, ""),
     "lab status": (_JSON, ""),
     "render": (
-        {"--format": ("docker", "json"), "-f": ("docker", "json"), **_OVERRIDES, **_JSON, **_HOST},
+        {
+            "--format": ("docker", "json", "k8s"),
+            "-f": ("docker", "json", "k8s"),
+            **_OVERRIDES,
+            **_JSON,
+            **_HOST,
+        },
         "profile",
     ),
     "profiles": (_JSON, ""),
@@ -145,7 +167,7 @@ def candidates(words: Sequence[str]) -> list[tuple[str, str]]:
         from devbox.cli import fast
 
         found = [(name, summary) for name, summary in fast.COMMANDS]
-    elif path in ("policy", "profiles", "lab") and not arguments:
+    elif path in ("policy", "profiles", "lab", "image") and not arguments:
         found = [(sub.split()[1], "") for sub in COMMANDS if sub.startswith(path + " ")]
     elif arguments or ended:
         found = []

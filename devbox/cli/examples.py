@@ -29,6 +29,10 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
         ("devbox info", "your default box, with its Jupyter URL and ssh command"),
         ("devbox info pytorch-gpu --json", "the same as one JSON object"),
     ],
+    "env": [
+        ("devbox env", "your default box's conda environments: status, last update, file"),
+        ("devbox env pytorch-gpu --json", "the same as JSON (why a failed one failed: message)"),
+    ],
     "down": [
         ("devbox down", "stop and remove your default box; volumes stay"),
         ("devbox down pytorch-gpu --purge --yes", "and delete its named volumes"),
@@ -101,6 +105,15 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
         ("sudo devbox lab install --admins labadmins", "set lab mode up, as root"),
         ("devbox lab status", "installed? sound? who is in the lab group?"),
     ],
+    "image": [
+        ("devbox image build", "devbox/devbox on this engine, from debian:bookworm-slim"),
+        ("devbox image build --base devbox/debian:bookworm", "offline: a base your engine has"),
+    ],
+    "image build": [
+        ("devbox image build", "what the default profile runs, built here"),
+        ("devbox image build --base devbox/debian:bookworm", "offline: a base your engine has"),
+        ("devbox image build --tag devbox/devbox:try", "another tag, to try it first"),
+    ],
     "lab install": [
         ("sudo devbox lab install", "lab group devbox; run it again after an upgrade"),
         ("sudo devbox lab install --group gpuusers --admins labadmins", "your own group names"),
@@ -116,6 +129,7 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
     "render": [
         ("devbox render pytorch-gpu", "the docker run that up would do"),
         ("devbox render ./train.yaml --gpus 1 --format json", "the container spec as JSON"),
+        ("devbox render pytorch-gpu --format k8s | kubectl apply -n $USER -f -", "a Pod and its claims"),
     ],
     "profiles": [
         ("devbox profiles", "every profile devbox finds, and where"),

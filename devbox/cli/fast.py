@@ -24,6 +24,7 @@ COMMANDS = [
     ("switch", "Stop your other running boxes (their data stays), then `up` this one."),
     ("logs", "Print a box's log."),
     ("exec", "Run a command in a box: devbox exec NAME -- CMD ARGS…"),
+    ("env", "The conda environments of a box: file, hash, last update, status (and why it failed)."),
     ("ssh", "Log into a box over SSH, checking the host key devbox recorded when it made the box."),
     (
         "ssh-config",
@@ -46,6 +47,7 @@ COMMANDS = [
         "lab",
         "Set lab mode up (root): users outside the docker group get what the policy allows, as themselves.",
     ),
+    ("image", "Build the reference image devbox/devbox on this engine (the default profile's)."),
     ("render", "Dry run: check a profile like `up` does, then print the `docker run` it implies."),
     ("profiles", "List the profiles devbox can find, or check profile files."),
     ("version", "Print the versions of devbox, Python and the engine (if it answers within 2 s)."),
@@ -189,9 +191,15 @@ UP_VALUES = {
     "--memory": "memory",
     "--progress": "progress",
     "--host": "host",  # another server: shared.up hands it to cli/onhost.py
+    "--wait-timeout": "wait_timeout",  # a Slurm host's queue (cli/onslurm.py)
 }
 UP_LISTS = {"-p": "port", "--port": "port", "-v": "volume", "--volume": "volume", "-e": "env", "--env": "env"}
-UP_FLAGS = {"--recreate": "recreate", "--keep-failed": "keep_failed", "--json": "json_output"}
+UP_FLAGS = {
+    "--recreate": "recreate",
+    "--keep-failed": "keep_failed",
+    "--json": "json_output",
+    "--no-wait": "no_wait",
+}
 
 
 def _up_args(argv: list[str]) -> dict[str, Any] | None:
@@ -211,6 +219,8 @@ def _up_args(argv: list[str]) -> dict[str, Any] | None:
                 value = rest.pop(0)
             if name == "--progress" and value not in ("auto", "plain", "quiet"):
                 return None  # typer names the choices (a unit test keeps these equal)
+            if name == "--wait-timeout" and not _seconds(value):
+                return None  # typer says what a number is
             if name in UP_VALUES:
                 values[UP_VALUES[name]] = value
             else:
@@ -238,8 +248,17 @@ def _up_args(argv: list[str]) -> dict[str, Any] | None:
         "flags": overrides,
         "progress": values.get("progress", "auto"),
         "host": values.get("host"),
+        "wait_timeout": float(values["wait_timeout"]) if "wait_timeout" in values else None,
         **flags,
     }
+
+
+def _seconds(text: str) -> bool:
+    """True for a number of seconds typer's --wait-timeout takes (a float, at least 0)."""
+    try:
+        return float(text) >= 0
+    except ValueError:
+        return False
 
 
 def run(argv: list[str]) -> int | None:

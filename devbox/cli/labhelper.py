@@ -65,6 +65,10 @@ def clean_environ(caller_env: dict[str, str], engine: str | None) -> dict[str, s
     env |= {k: v for k, v in caller_env.items() if k in labmode.PASSED_ENV}
     if engine:
         env["DOCKER_HOST"] = engine
+    else:
+        # The local socket, whatever context root's ~/.docker/config.json may have made current:
+        # lab.yaml alone picks the engine.
+        env["DOCKER_CONTEXT"] = "default"
     return env
 
 

@@ -56,9 +56,10 @@ def _here(settings: Settings, host: Host) -> None:
     labgate.redirect(argv)
 
 
-def target(settings: Settings, name: str, host_opt: str | None) -> Host | None:
+def target(settings: Settings, name: str, host_opt: str | None, node: bool = True) -> Host | None:
     """Where a command about box `name` goes: --host, else the host boxes.yaml records for it;
-    None for this machine (no --host and no record, or a `local` host)."""
+    None for this machine (no --host and no record, or a `local` host). On a Slurm cluster: the
+    node its job runs on, reached over ssh (`node`), else the cluster itself (info, down, rebuild)."""
     from devbox.ops import hosts, sticky
 
     if host_opt == AUTO:
@@ -86,6 +87,10 @@ def target(settings: Settings, name: str, host_opt: str | None) -> Host | None:
         _here(settings, host)
         return None
     _refuse_in_lab(settings, host, f"box {name}" if recorded else "that host")
+    if host.slurm and node:
+        from devbox.cli import onslurm
+
+        return onslurm.node_of(host, name)
     return host
 
 
@@ -113,6 +118,11 @@ def ls(
     args = ["ls", "--json"] + ["--all"] * all_users
     args += ["--owner", owner] if owner is not None else []
     args += ["--gpu", gpu] if gpu is not None else []
+    if host.slurm:
+        from devbox.cli import onslurm
+
+        onslurm.ls(host, all_users, json_output, owner, quiet)
+        return
     data = _named(remote.run_json(host, args, COMMAND_TIMEOUT_S), host)
     found = [view.box_from_json(b) for b in data if isinstance(b, dict)] if isinstance(data, list) else []
     show_owner = all_users or owner is not None or gpu is not None
@@ -202,9 +212,11 @@ def up(
     keep_failed: bool,
     json_output: bool,
     progress: str,
+    no_wait: bool = False,
+    wait_timeout: float | None = None,
 ) -> None:
     """`devbox up --host NAME|auto|local` (or a box recorded on a host)."""
-    from devbox.cli import shared
+    from devbox.cli import onslurm, shared
     from devbox.ops import hosts, remote, sticky
 
     if host_opt == AUTO and settings.lab:
@@ -221,11 +233,18 @@ def up(
     args += ["--recreate"] * recreate + ["--keep-failed"] * keep_failed
     if host_opt != AUTO:
         host = hosts.get(settings, host_opt)
+        if host.slurm:
+            _refuse_in_lab(settings, host, "that host")
+            waits = (no_wait, wait_timeout)
+            onslurm.up(settings, host, profile, flags, recreate, keep_failed, json_output, progress, *waits)
+            return
+        onslurm.refuse_flags(no_wait, wait_timeout)
         if host.local:
             _here(settings, host)
             shared.up_here(profile, flags, recreate, keep_failed, json_output, progress)
             return
         _refuse_in_lab(settings, host, "that host")
+    onslurm.refuse_flags(no_wait, wait_timeout)
     steps, quiet = _progress(json_output, progress)
     args += ["--progress", "quiet" if quiet else "plain"]
     with steps:
@@ -250,7 +269,7 @@ def _auto(
     """`up --host auto`: survey every host's GPUs, draw one that fits, up there; the next on no-capacity."""
     from devbox.ops import autoplace, hosts, remote
 
-    found = list(hosts.load(settings).values())
+    found = [h for h in hosts.load(settings).values() if not h.slurm]  # Slurm places its own
     if not found:
         raise NotFound(
             "no hosts to place the box on",
@@ -282,6 +301,11 @@ def info(settings: Settings, host: Host, name: str, json_output: bool) -> None:
     """`devbox info NAME` of a box on `host`."""
     from devbox.ops import remote
 
+    if host.slurm:
+        from devbox.cli import onslurm
+
+        return onslurm.info(host, name, json_output)
+
     _show(remote.run_json(host, ["info", name, "--json"], COMMAND_TIMEOUT_S), host, json_output)
 
 
@@ -290,6 +314,11 @@ def rebuild(
 ) -> None:
     """`devbox rebuild NAME` of a box on `host`."""
     from devbox.ops import remote
+
+    if host.slurm:
+        from devbox.cli import onslurm
+
+        return onslurm.rebuild(settings, host, name, json_output, progress)
 
     steps, quiet = _progress(json_output, progress)
     args = ["rebuild", name, "--json", "--progress", "quiet" if quiet else "plain"]
@@ -306,6 +335,11 @@ def down(settings: Settings, host: Host, name: str, purge: bool, yes: bool, json
     """`devbox down NAME` of a box on `host`; the record goes once it is gone. The exit code."""
     from devbox.cli import shared
     from devbox.ops import remote
+
+    if host.slurm:
+        from devbox.cli import onslurm
+
+        return onslurm.down(settings, host, name, purge, json_output)
 
     if purge and not yes and not json_output and sys.stdin.isatty():
         # The server lists the volumes and asks, on this terminal.

@@ -6,6 +6,8 @@ import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from rich.console import Console
 
     from devbox.access.reports import BoxReport
@@ -89,21 +91,50 @@ def resolve(profile: str, settings: Settings, flags: Overrides | None = None) ->
 
     So `devbox up NAME` restarts a box made from a path (devbox up ../x/NAME.yaml) by name.
     """
+    return resolve_bound(profile, settings, flags)[0]
+
+
+def resolve_bound(
+    profile: str, settings: Settings, flags: Overrides | None = None
+) -> tuple[Resolved, str | None]:
+    """`resolve`, from the project folder your box `profile` records if it has one (ops/project.py),
+    with the note that says so (None when it acted on the current folder)."""
+    from devbox import engine
+    from devbox.errors import DevboxError
+    from devbox.ops import project
+
+    try:
+        bound = project.bound(engine.connect(), profile, settings)
+    except DevboxError:
+        bound = project.Bound(profile, settings)  # no engine: the later connect says so
+    # A flag's relative path is the shell's, wherever the box's project is.
+    return _resolve(bound.ref, bound.settings, flags, settings.cwd), bound.note
+
+
+def _resolve(
+    profile: str, settings: Settings, flags: Overrides | None, flags_cwd: Path | None = None
+) -> Resolved:
     from devbox import engine
     from devbox.errors import DevboxError
     from devbox.ops import boxes, resolve
     from devbox.profile.loader import ProfileNotFound
 
     try:
-        return resolve.resolve(profile, settings, flags)
-    except ProfileNotFound:
+        return resolve.resolve(profile, settings, flags, flags_cwd=flags_cwd)
+    except ProfileNotFound as exc:
+        from devbox.ops import project
+
         try:
-            remembered = boxes.box_profile(engine.connect(), settings, profile)
+            eng = engine.connect()
+            remembered = boxes.box_profile(eng, settings, profile)
+            gone = project.gone_hint(eng, profile, settings) if remembered is None else None
         except DevboxError:
-            remembered = None  # no engine, or not yours: the profile error says more
+            remembered = gone = None  # no engine, or not yours: the profile error says more
         if remembered is None:
+            if gone:
+                exc.hint = gone  # the box's project moved: more use than "profiles you have"
             raise
-        return resolve.resolve(remembered, settings, flags)
+        return resolve.resolve(remembered, settings, flags, flags_cwd=flags_cwd)
 
 
 def up(
@@ -114,9 +145,12 @@ def up(
     json_output: bool,
     progress: str = "auto",
     host: str | None = None,
+    no_wait: bool = False,
+    wait_timeout: float | None = None,
 ) -> None:
     """`devbox up`, whichever parser read the command line: here, or on `host` (another server,
-    `auto`, `local`), or on the host boxes.yaml records for a box of that name."""
+    `auto`, `local`, a Slurm cluster), or on the host boxes.yaml records for a box of that name.
+    `no_wait`, `wait_timeout`: a Slurm host's queue (refused elsewhere)."""
     settings = caller()
     if host is None and (settings.user_config_dir / "boxes.yaml").is_file():
         # Only once a box was made on another server: one stat otherwise.
@@ -126,8 +160,23 @@ def up(
     if host is not None:
         from devbox.cli import onhost
 
-        onhost.up(settings, host, profile, flags, recreate, keep_failed, json_output, progress)
+        onhost.up(
+            settings,
+            host,
+            profile,
+            flags,
+            recreate,
+            keep_failed,
+            json_output,
+            progress,
+            no_wait,
+            wait_timeout,
+        )
         return
+    if no_wait or wait_timeout is not None:
+        from devbox.cli import onslurm
+
+        onslurm.refuse_flags(no_wait, wait_timeout)
     up_here(profile, flags, recreate, keep_failed, json_output, progress, settings)
 
 
@@ -144,8 +193,17 @@ def up_here(
     from devbox import engine
     from devbox.ops import lifecycle
 
-    resolved = resolve(profile, settings or caller(), flags)
+    resolved, note = resolve_bound(profile, settings or caller(), flags)
     eng = engine.connect()
     with reporter(json_output, progress) as steps:
         result = lifecycle.up(eng, resolved, steps, recreate=recreate, keep_failed=keep_failed)
-    show(result, json_output, eng.host)
+    show(noted(result, note), json_output, eng.host)
+
+
+def noted(result: BoxReport, note: str | None) -> BoxReport:
+    """The report with `note` (acting on the recorded project folder) first among its warnings."""
+    if note is None:
+        return result
+    from dataclasses import replace
+
+    return replace(result, warnings=(note, *result.warnings))

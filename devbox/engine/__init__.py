@@ -11,10 +11,28 @@ if TYPE_CHECKING:
 
 
 def connect(timeout: float = 60) -> Engine:
-    """The engine DOCKER_HOST names (default: the local socket). Nothing is sent yet."""
-    from devbox.engine.docker import api, engine
+    """The engine the environment names, as the docker CLI picks it: DOCKER_HOST, else
+    DOCKER_CONTEXT, else `docker context use`'s context, else the local socket. Nothing is
+    sent yet; a context that does not exist is EngineUnavailable naming it."""
+    from devbox.engine.base import EngineUnavailable
+    from devbox.engine.docker import context, engine
 
-    return engine.connect(os.environ.get("DOCKER_HOST") or api.DEFAULT_HOST, timeout)
+    try:
+        found = context.endpoint(os.environ)
+    except context.ContextError as exc:
+        raise EngineUnavailable(exc.message, exc.hint) from None
+    return engine.connect(found.host, timeout, found.shown, tls="DOCKER_CERT_PATH" in found.env)
+
+
+def context_name() -> str | None:
+    """The docker context that picks the engine (DOCKER_CONTEXT or `docker context use`), for
+    doctor to name; None when DOCKER_HOST, the default context or an unusable one does."""
+    from devbox.engine.docker import context
+
+    try:
+        return context.endpoint(os.environ).context
+    except context.ContextError:
+        return None
 
 
 def run_commands(spec: ContainerSpec) -> RunCommands:

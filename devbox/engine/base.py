@@ -9,7 +9,7 @@ JSON) stays inside its subpackage. `devbox.engine.connect()` picks the backend; 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from devbox.errors import DevboxError, EngineUnreachable
@@ -53,6 +53,31 @@ class PullEvent:
     layer: str = ""  # "" when the status is about the image as a whole
     current: int | None = None  # bytes so far, when the step moves a progress bar
     total: int | None = None
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    """An image devbox built for a box (its devbox.owner label): what `prune --images` weighs."""
+
+    id: str
+    tags: tuple[str, ...]
+    owner: str
+    box: str
+    size: int  # bytes
+    created: float  # seconds since the epoch
+    in_use: bool = False  # a container (any state, any owner) was made from it
+
+
+@dataclass(frozen=True)
+class ImageBuild:
+    """An image to build: its context folder (read as the caller), Dockerfile in it, tag, args."""
+
+    context: str
+    dockerfile: str  # relative to the context
+    tag: str
+    args: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    target: str | None = None
 
 
 @dataclass(frozen=True)
@@ -138,6 +163,22 @@ class Engine(Protocol):
         """Build the image of a `build:` profile, streaming its output lines."""
         ...
 
+    def build_image(self, request: ImageBuild, no_cache: bool, on_line: Callable[[str], None]) -> None:
+        """Build any image (`devbox image build`), streaming its output lines."""
+        ...
+
+    def image_id(self, ref: str) -> str | None:
+        """The id of a local image (None when the engine does not have it)."""
+        ...
+
+    def remove_image(self, ref: str) -> bool:
+        """Remove an image (never forced); False when a container, in any state, uses it."""
+        ...
+
+    def built_images(self, owner: str | None) -> list[BuiltImage]:
+        """Images devbox built, `owner`'s only unless None."""
+        ...
+
     # --- containers ------------------------------------------------------------------------
 
     def create(
@@ -220,6 +261,18 @@ class Engine(Protocol):
         """Start following the log in the background."""
         ...
 
-    def exec(self, container: str, argv: list[str], user: str = "") -> tuple[int, str]:
-        """Run a command in a running box and collect its exit code and output."""
+    def exec(
+        self,
+        container: str,
+        argv: list[str],
+        user: str = "",
+        env: dict[str, str] | None = None,
+        on_line: Callable[[str], None] | None = None,
+        workdir: str = "",
+    ) -> tuple[int, str]:
+        """Run a command in a running box and collect its exit code and output.
+
+        `on_line` gets each output line as it comes (a solve, a postCreateCommand); `env` is
+        added to the box's environment for this command only.
+        """
         ...

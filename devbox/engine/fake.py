@@ -6,10 +6,11 @@ ports, a box prints its log when it starts and `since` reads only that run. What
 prints by default is what its ports promise (a Jupyter URL with the token devbox copied in,
 the devbox image's ssh line), so credential scanning works as on a real box.
 
-Tests steer it: `add_image` (local or only in the registry), `script` (what a box prints,
-or that it exits at once), `fail_start`, `crash`, `clash_on_create` (another `up` takes the
-name between looking and creating). `client()` is a second process on the same engine.
-Integration tests use the real engine; this is only for unit tests of the verbs.
+Tests steer it: `add_image` (local or only in the registry; the images are fakeimages.py's),
+`script` (what a box prints, or that it exits at once), `fail_start`, `crash`,
+`clash_on_create` (another `up` takes the name between looking and creating). `client()` is
+a second process on the same engine. Integration tests use the real engine; this is only for
+unit tests of the verbs.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from typing import TYPE_CHECKING
 from devbox.box import labels
 from devbox.box.spec import ContainerSpec
 from devbox.box.state import Box, check_owner
-from devbox.engine.base import BoxFailed, EngineFacts, NameTaken, PullEvent
+from devbox.engine.base import BoxFailed, EngineFacts, NameTaken
+from devbox.engine.fakeimages import FakeImages
 from devbox.engine.fakestore import FakeContainer, FakeFollow, FakeStore, Script
 from devbox.errors import Refused
 
@@ -33,7 +35,7 @@ if TYPE_CHECKING:
 _ids = itertools.count(1)
 
 
-class FakeEngine:
+class FakeEngine(FakeImages):
     """The `Engine` protocol in memory. Each instance is one client (one devbox process)."""
 
     def __init__(self, store: FakeStore | None = None) -> None:
@@ -46,12 +48,6 @@ class FakeEngine:
         return FakeEngine(self.store)
 
     # --- steering (tests only) ---------------------------------------------------------
-
-    def add_image(self, ref: str, image_labels: dict[str, str] | None = None, local: bool = True) -> None:
-        """An image the registry has; `local`: the engine has pulled it already."""
-        self.store.registry[ref] = dict(image_labels or {})
-        if local:
-            self.store.images[ref] = dict(image_labels or {})
 
     def script(self, container: str, lines: list[str] | None = None, exit_code: int | None = None) -> None:
         """What the box named `container` prints at its next starts, and whether it exits."""
@@ -111,21 +107,6 @@ class FakeEngine:
             found = self.store.get(container)
             return found.created_ns if found else 0
 
-    def image_exists(self, ref: str) -> bool:
-        """True for a local image."""
-        return ref in self.store.images
-
-    def image_labels(self, ref: str) -> dict[str, str] | None:
-        """A local image's labels."""
-        found = self.store.images.get(ref)
-        return None if found is None else dict(found)
-
-    def image_env(self, ref: str) -> dict[str, str] | None:
-        """A local image's environment (what `image_envs` says; none by default)."""
-        if ref not in self.store.images:
-            return None
-        return dict(self.store.image_envs.get(ref, {}))
-
     def volumes(self, owner: str, box: str | None = None) -> list[str]:
         """An owner's volumes, optionally those made for `box`."""
         with self.store.lock:
@@ -139,21 +120,6 @@ class FakeEngine:
         """Containers that mount `volume`."""
         with self.store.lock:
             return [c.name for c in self.store.containers.values() if volume in _volumes_of(c.spec)]
-
-    # --- images ----------------------------------------------------------------------------
-
-    def pull(self, ref: str, on_event: Callable[[PullEvent], None]) -> None:
-        """Copy `ref` from the registry, or fail as a registry without it would."""
-        if ref not in self.store.registry:
-            raise BoxFailed(f"cannot pull {ref}: manifest unknown", "check the image name")
-        on_event(PullEvent("Pulling fs layer", "layer0"))
-        on_event(PullEvent("Downloading", "layer0", 1, 1))
-        self.store.images[ref] = dict(self.store.registry[ref])
-
-    def build(self, spec: ContainerSpec, no_cache: bool, on_line: Callable[[str], None]) -> None:
-        """Make the image at once."""
-        on_line(f"Successfully tagged {spec.image}")
-        self.store.images[spec.image] = {labels.OWNER: spec.owner, labels.BOX: spec.box}
 
     # --- containers ------------------------------------------------------------------------
 
@@ -355,7 +321,15 @@ class FakeEngine:
         """What the box printed from `since` on; the stream then ends."""
         return FakeFollow(self.log_lines(container, since=since))
 
-    def exec(self, container: str, argv: list[str], user: str = "") -> tuple[int, str]:
+    def exec(
+        self,
+        container: str,
+        argv: list[str],
+        user: str = "",
+        env: dict[str, str] | None = None,
+        on_line: Callable[[str], None] | None = None,
+        workdir: str = "",
+    ) -> tuple[int, str]:
         """`cat` of a file put into the box; any other command is not found."""
         with self.store.lock:
             found = self._must(container)

@@ -81,9 +81,12 @@ def _engine_checks(engine: Engine, lab: bool = False) -> tuple[list[Check], Engi
         facts = engine.facts()
     except EngineUnavailable as exc:
         return [Check("engine", "fail", exc.message, exc.hint or "")], None
-    checks.append(
-        Check("engine", "ok", f"{facts.product} {facts.version} (API {facts.api_version}) at {engine.host}")
-    )
+    from devbox.engine import context_name
+
+    named = context_name()
+    where = f"{engine.host} (docker context {named})" if named else engine.host
+    engine_is = f"{facts.product} {facts.version} (API {facts.api_version})"
+    checks.append(Check("engine", "ok", f"{engine_is} at {where}"))
     if engine.host.startswith("unix://"):
         path = engine.host[len("unix://") :]
         ok = os.access(path, os.R_OK | os.W_OK)

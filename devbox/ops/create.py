@@ -15,7 +15,8 @@ from devbox.box import labels, spec
 from devbox.box.resolved import Resolved
 from devbox.engine.base import BoxFailed, Engine
 from devbox.errors import DevboxError, InvalidInput, Origin, Problem
-from devbox.ops import porthint
+from devbox.ops import porthint, refimage
+from devbox.ops.afterstart import after_start
 from devbox.ops.ready import BoxExited, NotReady, wait_ready
 from devbox.ops.reporter import Reporter
 from devbox.placement import place
@@ -63,7 +64,12 @@ def ensure_image(
             reporter.step(f"building {image}")
             engine.build(resolved.spec, no_cache, reporter.build_line)
         return
-    if pull or not engine.image_exists(image):
+    missing = not engine.image_exists(image)
+    built_here = refimage.missing_hint(image) if missing else None
+    if built_here and not pull:
+        # The reference image is built, not pulled: no registry has it (docs/image.md).
+        raise BoxFailed(f"the image {image} is not on this engine: {refimage.BUILD_COMMAND}", built_here)
+    if pull or missing:
         reporter.step(f"pulling {image}")
         engine.pull(image, reporter.pull_event)
 
@@ -188,5 +194,6 @@ def create(
     if made:
         alias = sshkeys.host_alias(container_spec.owner, container_spec.box)
         sshkeys.record_host_key(config_dir, alias, made.hostkey)
+    notes += after_start(engine, box, resolved, reporter, "created")
     result = report(engine, box, found, action, env, config_dir, token=made.token if made else None)
     return replace(result, warnings=(*notes, *result.warnings)) if notes else result

@@ -25,17 +25,20 @@ class Host:
     target: str | None  # "user@addr" or "addr" for ssh; None for local
     port: int | None
     origin: str  # "policy" | "hosts.yaml" | "builtin" (the implicit `local`)
+    slurm: bool = False  # a Slurm cluster (ops/slurm.py): `target` is its login node, None here
+    jump: str | None = None  # ssh -J this first (a Slurm node behind its login node)
+    options: tuple[tuple[str, str], ...] = ()  # a Slurm cluster's sbatch options (partition, time, …)
 
     @property
     def local(self) -> bool:
-        """True for this machine's engine: no ssh."""
-        return self.target is None
+        """True for this machine's engine: no ssh (a `slurm:local` cluster is not)."""
+        return self.target is None and not self.slurm
 
     @property
     def address(self) -> str:
         """Where it is, for messages: "alice@gpu2", "alice@gpu2:2222", "this machine"."""
         if self.target is None:
-            return "this machine"
+            return "this machine" if not self.slurm else "Slurm, from this machine"
         return f"{self.target}:{self.port}" if self.port is not None else self.target
 
 
@@ -79,7 +82,7 @@ def _user_entries(settings: Settings) -> dict[str, Host]:
             problems,
             hint="each line is NAME: ssh://[user@]address[:port] or NAME: local (devbox help hosts)",
         )
-    return {e.name: Host(e.name, e.target, e.port, "hosts.yaml") for e in entries}
+    return {e.name: Host(e.name, e.target, e.port, "hosts.yaml", e.slurm, options=e.options) for e in entries}
 
 
 def load(settings: Settings) -> dict[str, Host]:
@@ -92,7 +95,9 @@ def load(settings: Settings) -> dict[str, Host]:
         from devbox.policy import rules
 
         lab = rules.load(settings)
-        found = {e.name: Host(e.name, e.target, e.port, "policy") for e in lab.hosts}
+        found = {
+            e.name: Host(e.name, e.target, e.port, "policy", e.slurm, options=e.options) for e in lab.hosts
+        }
     for name, host in _user_entries(settings).items():
         found[name] = host  # replaces in place: a lab host keeps its position
     return found

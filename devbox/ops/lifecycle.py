@@ -23,10 +23,12 @@ from devbox.box.spec import ContainerSpec
 from devbox.box.state import Box
 from devbox.engine.base import Engine, NameTaken
 from devbox.errors import DevboxError
-from devbox.ops import ready
+from devbox.ops import builtimages, ready
+from devbox.ops.afterstart import after_start
 from devbox.ops.create import create, ensure_image, environment
 from devbox.ops.replace import aside_name, forget_pins, half_made, replace_box, restore_aside
 from devbox.ops.reporter import Reporter
+from devbox.ops.resolve import check_capacity
 from devbox.placement import place
 
 Action = Literal["create", "start", "noop", "recreate"]
@@ -41,15 +43,23 @@ class UpPlan:
     changes: tuple[str, ...] = ()  # how it differs from the profile (reported; recreate drops them)
 
 
-def plan_up(box: Box | None, spec: ContainerSpec, recreate: bool) -> UpPlan:
+def plan_up(
+    box: Box | None,
+    spec: ContainerSpec,
+    recreate: bool,
+    cwd: str | None = None,
+    built: dict[str, str] | None = None,
+) -> UpPlan:
     """Pure: the action for the box there is now (None: no box) and the spec it should match.
 
     A box that differs from its profile is reported with its changes, not replaced: replacing
-    loses what is in the container, so that takes --recreate (or `devbox rebuild`).
+    loses what is in the container, so that takes --recreate (or `devbox rebuild`). `cwd`, the
+    folder devbox runs from, words a change that comes only from it as such.
     """
     if box is None:
         return UpPlan("create", None)
-    changes = tuple(drift.changes(box, spec)) if box.spec_hash != spec.spec_hash else ()
+    # `built`: the labels of the image a `build:` box runs; they name the files it was built from.
+    changes = tuple(drift.changes(box, spec, cwd, built)) if box.spec_hash != spec.spec_hash else ()
     if recreate:
         return UpPlan("recreate", box, changes)
     return UpPlan("noop" if box.running else "start", box, changes)
@@ -66,9 +76,13 @@ def up(
     audit.note(box=resolved.spec.box, owner=resolved.spec.owner)
     with _box_lock(engine, resolved, "up"):
         box = restore_aside(engine, resolved)
+        built = None
+        if box is not None and resolved.spec.build is not None and box.image != resolved.spec.image:
+            built = engine.image_labels(box.image)  # its build inputs changed: the image it runs
         if box is not None:
-            # Compare with the spec for the image as it is (a devbox image's spec differs).
-            resolved = resolved.for_image(engine.image_labels(resolved.spec.image))
+            # Compare with the spec for the image as it is (a devbox image's spec differs); one
+            # not built yet is taken to be like the one it would replace.
+            resolved = resolved.for_image(engine.image_labels(resolved.spec.image) or built)
             why = half_made(engine, box)
             if why is not None:
                 # Left by an `up` interrupted while making it: starting it would fail every time.
@@ -76,7 +90,8 @@ def up(
                 engine.remove(box.id)
                 forget_pins(box)
                 box = None
-        result = execute(engine, plan_up(box, resolved.spec, recreate), resolved, reporter, keep_failed)
+        plan = plan_up(box, resolved.spec, recreate, str(resolved.settings.cwd), built)
+        result = execute(engine, plan, resolved, reporter, keep_failed)
     audit.note(gpus=list(result.box.gpus))
     return result
 
@@ -103,11 +118,15 @@ def execute(
     """Carry out `plan`, then report the box and how to reach it (waiting until it is ready)."""
     if plan.action in ("create", "recreate"):
         _check_binds(resolved)  # before a pull or build: a refused bind wastes neither
+        check_capacity(resolved, engine.host)  # likewise a quota the host cannot give
+        replaced = builtimages.before_build(engine, resolved, plan.box)
         ensure_image(engine, resolved, reporter)
         resolved = resolved.for_image(engine.image_labels(resolved.spec.image))
         try:
             if plan.box is not None:
-                return replace_box(engine, resolved, reporter, plan.box, keep_failed, "recreated")
+                made = replace_box(engine, resolved, reporter, plan.box, keep_failed, "recreated")
+                builtimages.drop_replaced(engine, resolved, replaced, reporter)
+                return made
             return create(engine, resolved, reporter, keep_failed, "created")
         except NameTaken:
             # Another `up` of this very box created it first: report that one, as a later
@@ -115,7 +134,7 @@ def execute(
             box = engine.find(resolved.spec.name, resolved.spec.owner)
             if box is None or plan.action == "recreate":
                 raise
-            plan = plan_up(box, resolved.spec, recreate=False)
+            plan = plan_up(box, resolved.spec, recreate=False, cwd=str(resolved.settings.cwd))
     assert plan.box is not None
     env = environment(resolved.spec, resolved.settings.caller)
     config_dir = resolved.settings.user_config_dir
@@ -129,6 +148,7 @@ def execute(
             box, found = ready.wait_ready(
                 engine, box.id, resolved, reporter, since=box.started_at, tty=box.tty
             )
+        notes = after_start(engine, box, resolved, reporter, "running")
         result = report(engine, box, found, "running", env, config_dir)
     else:
         if resolved.settings.lab:
@@ -143,7 +163,10 @@ def execute(
         box, found = ready.wait_ready(
             engine, started.id, resolved, reporter, since=started.started_at, tty=started.tty
         )
+        notes = after_start(engine, box, resolved, reporter, "started")
         result = report(engine, box, found, "started", env, config_dir)
+    if notes:
+        result = replace(result, warnings=(*notes, *result.warnings))
     return replace(result, changes=plan.changes)
 
 
@@ -159,6 +182,9 @@ def rebuild(engine: Engine, resolved: Resolved, reporter: Reporter, pull: bool, 
     """Fresh image (pulled or rebuilt) and a new container; named volumes are kept."""
     audit.note(box=resolved.spec.box, owner=resolved.spec.owner)
     _check_binds(resolved)
+    check_capacity(resolved, engine.host)
+    old_box = engine.find(resolved.spec.name, resolved.spec.owner)
+    replaced = builtimages.before_build(engine, resolved, old_box)  # removed once the new box is up
     ensure_image(engine, resolved, reporter, pull=pull, build=True, no_cache=no_cache)
     resolved = resolved.for_image(engine.image_labels(resolved.spec.image))
     with _box_lock(engine, resolved, "rebuild"):  # not while building: that may take long
@@ -174,6 +200,7 @@ def rebuild(engine: Engine, resolved: Resolved, reporter: Reporter, pull: bool, 
             result = replace_box(engine, resolved, reporter, old, keep_failed=False, action="rebuilt")
         else:
             result = create(engine, resolved, reporter, keep_failed=False, action="rebuilt")
+    builtimages.drop_replaced(engine, resolved, replaced, reporter)  # never one a box still uses
     audit.note(gpus=list(result.box.gpus))
     return result
 

@@ -130,9 +130,29 @@ def ssh_entries(settings: Settings, devbox: list[str], only: str | None = None) 
         servers = {}
     for server_name, names in servers.items():
         server = hosts.get(settings, server_name)
-        if not server.local:
+        if server.slurm:
+            _slurm_entries(settings, server, names, devbox, found)
+        elif not server.local:
             _remote_entries(settings, server, names, devbox, found)
     return found
+
+
+def _slurm_entries(
+    settings: Settings, cluster: Host, names: set[str] | None, devbox: list[str], found: Entries
+) -> None:
+    """A Slurm cluster's running boxes: each node's devbox says its entries (docs/slurm.md)."""
+    from devbox.ops import slurm
+
+    try:
+        user, jobs = slurm.whoami_and_jobs(cluster)
+        nodes = slurm.nodes(cluster)
+    except DevboxError as exc:
+        found.unreachable.append(f"{cluster.name} did not answer ({exc.message})")
+        return
+    for job in jobs:
+        if job.user == user and job.node and job.state == "RUNNING" and (names is None or job.box in names):
+            node = slurm.node_host(cluster, job.node, nodes)
+            _remote_entries(settings, node, {str(job.box)}, devbox, found)
 
 
 def _is_local(settings: Settings, host: str) -> bool:

@@ -101,6 +101,8 @@ def ssh_argv(
         argv += ["-o", f"ControlPersist={CONTROL_PERSIST_S}"]
     if host.port is not None:
         argv += ["-p", str(host.port)]
+    if host.jump is not None:
+        argv += ["-J", host.jump]  # a Slurm node, through its cluster's login node
     # -t: a terminal for interactive commands, without ssh's "Connection closed" line after.
     argv += ["-t", "-o", "LogLevel=ERROR"] if tty else ["-T"]
     argv += [*(extra or []), host.target]

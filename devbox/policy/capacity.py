@@ -3,7 +3,8 @@
 A policy maximum becomes the quota of a box that sets none; one written for a bigger
 machine (the example policy's `max_cpus: 16` on a 4-CPU host) must not become a quota
 Docker refuses ("Range of CPUs is from 0.01 to 4.00"). So quotas are capped at what the
-host has, and `devbox policy check` and `devbox doctor` say which limits exceed it.
+host has, and `devbox policy check` and `devbox doctor` say which limits exceed it. A
+profile's own quota above what the host has is a located profile error (`quota_problems`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import os
 from dataclasses import dataclass
 
 from devbox import sizes
+from devbox.errors import Problem
 from devbox.policy.rules import Limits
+from devbox.profile.model import Profile
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,33 @@ def over_host(limits: Limits, host: Capacity) -> list[str]:
                 f"{sizes.human_size(host.memory)} of memory: a box that sets none gets all of it"
             )
     return found
+
+
+def quota_problems(profile: Profile, host: Capacity) -> list[Problem]:
+    """The profile's own quotas the host cannot give (cpus above its CPUs, memory above its RAM),
+    each at its key's line, with the fix: Docker would refuse them at create, less clearly."""
+    problems: list[Problem] = []
+    res = profile.resources
+    if res.cpus is not None and host.cpus is not None and res.cpus > host.cpus:
+        problems.append(
+            Problem(
+                profile.origins.get("resources.cpus") or profile.origin("resources"),
+                f"resources.cpus {res.cpus:g} is more than this host's {host.cpus} CPUs",
+                f"ask for at most cpus: {host.cpus} (or leave cpus: out: no CPU quota)",
+            )
+        )
+    if res.memory is not None and host.memory is not None and res.memory > host.memory:
+        # The fix is a size this host can give: its memory rounded down to a whole unit.
+        most = sizes.format_size(host.memory // 2**30 * 2**30 or host.memory)
+        problems.append(
+            Problem(
+                profile.origins.get("resources.memory") or profile.origin("resources"),
+                f"resources.memory {sizes.format_size(res.memory)} is more than this host's "
+                f"{sizes.human_size(host.memory)} of memory",
+                f"ask for at most memory: {most} (or leave memory: out: no memory quota)",
+            )
+        )
+    return problems
 
 
 # Storage drivers that take `--storage-opt size=` (a cap on a box's writable layer). overlay2

@@ -1,8 +1,10 @@
 """`hosts:` entries (the lab policy's key, and ~/.config/devbox/hosts.yaml): name → where.
 
 A host is `ssh://[user@]address[:port]` (devbox on that server, reached through OpenSSH, so
-~/.ssh/config applies: an address may be one of its Host aliases) or `local` (this machine's
-engine). Every mistake is a located problem with the fix. Pure: no I/O.
+~/.ssh/config applies: an address may be one of its Host aliases), `local` (this machine's
+engine), or a Slurm cluster: `slurm:local` (this machine is a login node: sbatch, squeue here)
+or `slurm://[user@]login[:port]` (they run on that login node over ssh; docs/slurm.md). Every
+mistake is a located problem with the fix. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -25,48 +27,101 @@ _USER = r"[a-zA-Z0-9_.][a-zA-Z0-9_.$-]*"
 # starting with '-': ssh would read it as an option.
 _ADDRESS = r"[a-zA-Z0-9_][a-zA-Z0-9_.-]*|\[[0-9a-fA-F:.]+\]"
 _URL_RE = re.compile(rf"^ssh://(?:(?P<user>{_USER})@)?(?P<address>{_ADDRESS})(?::(?P<port>[0-9]{{1,5}}))?/?$")
+_SLURM_RE = re.compile(
+    rf"^slurm://(?:(?P<user>{_USER})@)?(?P<address>{_ADDRESS})(?::(?P<port>[0-9]{{1,5}}))?/?$"
+)
+SLURM_LOCAL = "slurm:local"
+# sbatch options a lab may fix per cluster: slurm://login1?partition=gpu&time=8:00:00
+SLURM_OPTIONS = ("partition", "time", "account", "qos")
+_OPTION_RE = re.compile(r"^[A-Za-z0-9_.:+-]+$")
+# Slurm's time formats: MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS; or UNLIMITED.
+TIME_RE = re.compile(r"^(\d+|\d+:\d{1,2}|\d+:\d{1,2}:\d{1,2}|\d+-\d{1,2}(:\d{1,2}){0,2}|UNLIMITED|INFINITE)$")
 FORMS = "ssh://[user@]address[:port] or local"
-EXAMPLE = "e.g. gpu2: ssh://alice@gpu2.lab.example.org, gpu3: ssh://10.0.0.3:2222, here: local"
+SLURM_FORMS = "slurm:local or slurm://[user@]login[:port] (a Slurm cluster)"
+EXAMPLE = "e.g. gpu2: ssh://alice@gpu2.lab.example.org, gpu3: ssh://10.0.0.3:2222, here: local, cluster: slurm://login1"
 
 
 @dataclass(frozen=True)
 class HostEntry:
-    """One host as written: `target` is "user@address" or "address" (None: local)."""
+    """One host as written: `target` is "user@address" or "address" (None: local). `slurm`:
+    a Slurm cluster whose login node is `target` (None: this machine)."""
 
     name: str
     target: str | None
     port: int | None
     origin: Origin
+    slurm: bool = False
+    options: tuple[tuple[str, str], ...] = ()  # a Slurm cluster's sbatch options (SLURM_OPTIONS)
 
     @property
     def url(self) -> str:
-        """The entry as written in a file: ssh://user@address:port or local."""
+        """The entry as written in a file: ssh://user@address:port, local, slurm:local, slurm://…"""
+        query = "&".join(f"{k}={v}" for k, v in self.options)
+        query = f"?{query}" if query else ""
         if self.target is None:
-            return LOCAL
+            return SLURM_LOCAL + query if self.slurm else LOCAL
         user, at, address = self.target.rpartition("@")
         shown = f"[{address}]" if ":" in address else address  # an IPv6 address
         port = f":{self.port}" if self.port is not None else ""
-        return f"ssh://{user}{at}{shown}{port}"
+        return f"{'slurm' if self.slurm else 'ssh'}://{user}{at}{shown}{port}{query}"
 
 
 def parse_value(value: Any) -> tuple[str | None, int | None] | str:
-    """(target, port) for `local` or an ssh:// URL; else why not, as a message."""
+    """(target, port) for `local` or an ssh:// URL; else why not, as a message. (Slurm's forms:
+    parse_entry.)"""
+    parsed = parse_entry(value)
+    if isinstance(parsed, str):
+        return parsed
+    if parsed[2] is not None:
+        return f"'{files.shown(str(value).strip(), 60)}' is a Slurm cluster, not a server"
+    return parsed[0], parsed[1]
+
+
+def _options(query: str) -> tuple[tuple[str, str], ...] | str:
+    """A Slurm entry's `?key=value&…` as pairs; else why not."""
+    pairs = []
+    for part in query.split("&"):
+        key, sep, val = part.partition("=")
+        if key not in SLURM_OPTIONS or not sep:
+            known = ", ".join(k + "=…" for k in SLURM_OPTIONS)
+            return f"'{files.shown(part, 40)}': a Slurm host's options are {known}"
+        if not _OPTION_RE.match(val) or (key == "time" and not TIME_RE.match(val)):
+            return f"'{files.shown(part, 40)}' is no {key} Slurm reads (e.g. time=8:00:00, partition=gpu)"
+        pairs.append((key, val))
+    return tuple(pairs)
+
+
+Entry = tuple[str | None, int | None, tuple[tuple[str, str], ...] | None]
+
+
+def parse_entry(value: Any) -> Entry | str:
+    """(target, port, slurm options: None for a server) for any host form; else why not."""
     if not isinstance(value, str):
         return f"a host is {FORMS}, not {files.shown(repr(value), 40)}"
-    text = value.strip()
-    if text == LOCAL:
-        return None, None
-    match = _URL_RE.match(text)
+    text, _, query = value.strip().partition("?")
+    if text == LOCAL and not query:
+        return None, None, None
+    slurm = text.startswith("slurm://") or text == SLURM_LOCAL
+    if query and not slurm:
+        return f"'{files.shown(value.strip(), 60)}': only a Slurm host takes ?options"
+    options = _options(query) if query else ()
+    if isinstance(options, str):
+        return options
+    if text == SLURM_LOCAL:
+        return None, None, options
+    match = (_SLURM_RE if slurm else _URL_RE).match(text)
     if match is None:
-        if "://" in text and not text.startswith("ssh://"):
-            return f"'{files.shown(text, 60)}': devbox reaches hosts over ssh only ({FORMS})"
-        return f"'{files.shown(text, 60)}' is not {FORMS}"
+        if "://" in text and not text.startswith("ssh://") and not slurm:
+            return (
+                f"'{files.shown(text, 60)}': devbox reaches hosts over ssh only ({FORMS}; or {SLURM_FORMS})"
+            )
+        return f"'{files.shown(text, 60)}' is not {SLURM_FORMS if slurm else FORMS}"
     port = match["port"]
     if port is not None and not 1 <= int(port) <= 65535:
         return f"port {port} of '{files.shown(text, 60)}' is not 1 to 65535"
     address = match["address"].strip("[]")
     target = f"{match['user']}@{address}" if match["user"] else address
-    return target, int(port) if port is not None else None
+    return target, int(port) if port is not None else None, options if slurm else None
 
 
 def parse_hosts(doc: Document, path: KeyPath, problems: list[Problem]) -> list[HostEntry]:
@@ -108,11 +163,11 @@ def parse_hosts(doc: Document, path: KeyPath, problems: list[Problem]) -> list[H
                 )
             )
             continue
-        parsed = parse_value(value)
+        parsed = parse_entry(value)
         if isinstance(parsed, str):
             problems.append(Problem(where, f"host '{name}': {parsed}", EXAMPLE))
             continue
-        if name == LOCAL and parsed[0] is not None:
+        if name == LOCAL and (parsed[0] is not None or parsed[2] is not None):
             problems.append(
                 Problem(
                     where,
@@ -121,5 +176,6 @@ def parse_hosts(doc: Document, path: KeyPath, problems: list[Problem]) -> list[H
                 )
             )
             continue
-        entries.append(HostEntry(name, parsed[0], parsed[1], where))
+        slurm = parsed[2] is not None
+        entries.append(HostEntry(name, parsed[0], parsed[1], where, slurm, parsed[2] or ()))
     return entries

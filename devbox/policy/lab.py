@@ -33,39 +33,48 @@ def _caller_ids(settings: Settings) -> tuple[int, frozenset[int]]:
     return caller.uid, frozenset({caller.gid, *caller.groups})
 
 
-def _user_problem(profile: Profile, policy: Policy, settings: Settings) -> Problem | None:
-    """Why the box may not run as `profile.user` in lab mode, or None."""
-    user = profile.user
+def _user_problem(
+    profile: Profile, policy: Policy, settings: Settings, user: str | None = None, slot: str = "user"
+) -> Problem | None:
+    """Why the box (or a command in it, run as `user`) may not run as that user in lab mode, or None."""
+    if slot == "user":
+        user = profile.user
     if user is None or user == "host" or policy.allow_root:
         # With allow_root any user is allowed: root in the box could become any of them.
         return None
-    where = profile.origin("user")
+    where = profile.origin(slot)
+    label, hint = "user", _AS_YOU
+    if slot != "user":
+        name = "postStartCommand" if slot == "post_start" else "postCreateCommand"
+        label = f"remoteUser (running {name})"
+        hint = "leave remoteUser out: in lab mode the commands run as you, the box's user"
     rule = f"allow_root is false ({policy.rule('allow_root')})"
     uid_text, _, gid_text = user.partition(":")
     if user == "root" or (uid_text.isdecimal() and int(uid_text) == 0):
-        message = f"user: {user} is not allowed in lab mode, {rule}: {_ROOT_WHY}"
-        return Problem(where, message, _AS_YOU)
+        message = f"{label}: {user} is not allowed in lab mode, {rule}: {_ROOT_WHY}"
+        return Problem(where, message, hint)
     if not uid_text.isdecimal():
         # A name means whatever uid the image's passwd file gives it: root, or someone else.
         message = (
-            f"user: {user} would run the box as a user of the image, not as you "
+            f"{label}: {user} would run the box as a user of the image, not as you "
             f"(a name can be any uid there, root included), {rule}"
         )
-        return Problem(where, message, _AS_YOU)
+        return Problem(where, message, hint)
     uid, gids = _caller_ids(settings)
     if int(uid_text) != uid:
         message = (
-            f"user: {user} is another user's uid (yours is {uid}): a box runs as you in lab mode, {rule}"
+            f"{label}: {user} is another user's uid (yours is {uid}): a box runs as you in lab mode, {rule}"
         )
-        return Problem(where, message, _AS_YOU)
+        return Problem(where, message, hint)
     if gid_text and not gid_text.isdecimal():
         message = (
-            f"user: {user} names group {gid_text!r}: a group name is whatever gid the image gives it, {rule}"
+            f"{label}: {user} names group {gid_text!r}: a group name is whatever gid the image "
+            f"gives it, {rule}"
         )
-        return Problem(where, message, _AS_YOU)
+        return Problem(where, message, hint)
     if gid_text and int(gid_text) not in gids:
-        message = f"user: {user} names group {gid_text}, which is not yours, {rule}"
-        return Problem(where, message, _AS_YOU)
+        message = f"{label}: {user} names group {gid_text}, which is not yours, {rule}"
+        return Problem(where, message, hint)
     return None
 
 
@@ -139,6 +148,11 @@ def violations(profile: Profile, policy: Policy, settings: Settings) -> list[Pro
     if not settings.lab:
         return []
     found = [_user_problem(profile, policy, settings), _build_problem(profile, policy)]
+    # A devcontainer.json's remoteUser runs its postCreateCommand / postStartCommand: the
+    # same rule as user:, or `"remoteUser": "root"` beside an allowed user is root in the box.
+    for slot in ("post_create", "post_start"):
+        users = dict.fromkeys(c.user for c in getattr(profile, slot) if c.user is not None)
+        found += [_user_problem(profile, policy, settings, user, slot) for user in users]
     return [
         *(p for p in found if p is not None),
         *_port_problems(profile),

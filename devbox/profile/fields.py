@@ -18,6 +18,7 @@ from typing import Any
 
 from devbox.errors import Origin, Problem
 from devbox.profile import envfile, files
+from devbox.profile.environments import parse_environments
 from devbox.profile.filekeys import parse_build, parse_env_file, parse_ssh
 from devbox.profile.model import CredentialPattern
 from devbox.profile.ports_volumes import parse_ports, parse_volumes
@@ -90,6 +91,10 @@ class LayerParser:
             else:
                 layer.values[key] = value
                 layer.origins[key] = self.doc.origin((key,))
+                if key == "resources":
+                    # Each quota's own line, for errors about one of them (policy/capacity.py).
+                    for sub in value:
+                        layer.origins[f"{key}.{sub}"] = self.doc.key_origin((key, sub))
         if "extends" in layer.values:
             layer.extends = layer.values["extends"]
         elif "extends" in layer.failed:
@@ -345,4 +350,5 @@ PARSERS: dict[str, Callable[[LayerParser, Any, KeyPath], Any]] = {
     "ready": _ready,
     "credentials": _credentials,
     "ssh": parse_ssh,
+    "environments": parse_environments,
 }

@@ -7,6 +7,7 @@ engine. Looking never raises: see files.py.
 
 from __future__ import annotations
 
+import os
 import posixpath
 import re
 from typing import TYPE_CHECKING, Any
@@ -27,7 +28,7 @@ _MAX_KEYS_FILE = 256 * 1024
 
 
 def parse_build(p: LayerParser, raw: Any, path: KeyPath) -> dict[str, Any] | None:
-    """`build: DIR` or `build: {context, dockerfile, args}`; the Dockerfile must lie in the context."""
+    """`build: DIR` or `build: {context, dockerfile, args, target}`; the Dockerfile lies in the context."""
     from devbox.profile.fields import string_map
 
     if isinstance(raw, str):
@@ -35,11 +36,15 @@ def parse_build(p: LayerParser, raw: Any, path: KeyPath) -> dict[str, Any] | Non
     spec = p.mapping(raw, path, "build")
     if spec is None:
         return None
-    p.known_keys(spec, path, ("context", "dockerfile", "args"))
+    p.known_keys(spec, path, ("context", "dockerfile", "args", "target"))
     context_raw = spec.get("context", ".")
     dockerfile_raw = spec.get("dockerfile", "Dockerfile")
     # Every field is checked, so one look shows all that is wrong with build:.
     args = string_map(p, spec.get("args", {}), (*path, "args"), "build args")
+    target = spec.get("target")
+    if target is not None and (not isinstance(target, str) or not target.strip()):
+        p.fail((*path, "target"), "target must be the name of a stage of the Dockerfile", "e.g. target: dev")
+        target = None
     context = None
     if not isinstance(context_raw, str) or not context_raw:
         p.fail((*path, "context"), "context must be a folder path")
@@ -58,7 +63,7 @@ def parse_build(p: LayerParser, raw: Any, path: KeyPath) -> dict[str, Any] | Non
     dockerfile = _dockerfile(p, dockerfile_raw, context, (*path, "dockerfile"))
     if context is None or dockerfile is None or args is None:
         return None
-    return {"context": context, "dockerfile": dockerfile, "args": args or {}}
+    return {"context": context, "dockerfile": dockerfile, "args": args or {}, "target": target}
 
 
 def _dockerfile(p: LayerParser, raw: Any, context: str | None, where: KeyPath) -> str | None:
@@ -87,6 +92,15 @@ def _dockerfile(p: LayerParser, raw: Any, context: str | None, where: KeyPath) -
         why = f"cannot be looked at: {seen.error}" if seen.error else "does not exist"
         p.fail(where, f"{files.shown(full)} {why}", "add the Dockerfile or fix dockerfile:")
         return None
+    real = os.path.realpath(full)
+    if os.path.relpath(real, os.path.realpath(context)).startswith(".."):
+        # The context is sent with its links as links: one out of it is not there to read.
+        p.fail(
+            where,
+            f"dockerfile {files.shown(full)} is a link to {files.shown(real)}, outside the build context",
+            "copy the Dockerfile into the context instead of linking it",
+        )
+        return None
     return inside
 
 
@@ -107,6 +121,10 @@ def parse_env_file(p: LayerParser, raw: Any, path: KeyPath) -> list[str] | None:
             continue
         try:
             variables = envfile.parse(files.read_text(resolved))
+        except envfile.EnvFileError as exc:
+            # At the bad line of the env file itself: that is what to fix.
+            p.problems.append(envfile.problem_of(resolved, exc))
+            continue
         except ValueError as exc:
             p.fail(
                 where, f"env file {files.shown(resolved)} {exc}", "make it a readable UTF-8 KEY=VALUE file"

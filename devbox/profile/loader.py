@@ -2,27 +2,20 @@
 
 Precedence, lowest first: lab policy `defaults` < the `extends` chain (root first) < the
 profile < command-line flags. Every layer is checked on its own (so each problem points at
-its own file and line), then merged, then the merged result is checked as a whole.
+its own file and line), then merged, then the merged result is checked as a whole (merge.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from devbox.errors import InvalidInput, Kind, Origin, Problem
-from devbox.profile import files, interpolate
+from devbox.profile import devcontainer, files, interpolate
 from devbox.profile.fields import Layer, LayerParser
-from devbox.profile.model import (
-    BuildSpec,
-    CredentialPattern,
-    GpuRequest,
-    PortSpec,
-    Profile,
-    Resources,
-    VolumeSpec,
-)
+from devbox.profile.merge import check_merged, merge, to_profile
+from devbox.profile.model import Profile
 from devbox.profile.yamlsrc import Document, load_file
 from devbox.settings import Settings, bundled_profiles_dir, is_valid_name
 
@@ -35,18 +28,6 @@ class ProfileNotFound(InvalidInput):
 
 Scope = Literal["path", "project", "user", "lab", "bundled"]
 SUFFIXES = (".yaml", ".yml")
-DEFAULT_READY_TIMEOUT = 120.0
-# Keys whose values are mappings merged entry by entry across layers.
-_MERGED_BY_KEY = (
-    "resources",
-    "ports",
-    "volumes",
-    "env",
-    "labels",
-    "ready",
-    "credentials",
-    "ssh",
-)
 
 
 @dataclass(frozen=True)
@@ -69,11 +50,13 @@ def search_dirs(settings: Settings) -> list[tuple[Scope, Path]]:
 
 
 def looks_like_path(ref: str) -> bool:
-    """A profile argument with a slash or a YAML suffix is a path, not a name."""
-    return "/" in ref or ref.endswith(SUFFIXES)
+    """A profile argument with a slash or a YAML (or devcontainer .json) suffix is a path, not a name."""
+    return "/" in ref or ref in (".", "..") or ref.endswith((*SUFFIXES, ".json"))
 
 
 def _profile_name(path: Path) -> str:
+    if path.suffix == ".json":
+        return devcontainer.box_name(path)
     return path.name.removesuffix(".yaml").removesuffix(".yml")
 
 
@@ -96,6 +79,9 @@ def find(ref: str, settings: Settings, skip: Path | None = None) -> ProfileRef:
             ) from None
         path = path if path.is_absolute() else settings.cwd / path
         seen = files.look(str(path))
+        config = devcontainer.config_in(path) if seen.kind == "folder" else None
+        if config is not None:  # a project folder, or its .devcontainer/: its devcontainer.json
+            path, seen = config, files.look(str(config))
         if seen.kind == "file":
             return ProfileRef(_profile_name(path), path.resolve(), scope_of(path.resolve(), settings))
         if seen.error is not None:
@@ -122,6 +108,11 @@ def _find_by_name(name: str, settings: Settings, skip: Path | None) -> ProfileRe
             path = folder / f"{name}{suffix}"
             if files.is_file(str(path)) and path.resolve() != skip:
                 return ProfileRef(name, path.resolve(), scope)
+        if scope == "project":
+            # The project's devcontainer.json answers to its project folder's name.
+            config = devcontainer.config_in(settings.cwd)
+            if config is not None and devcontainer.box_name(config) == name and config.resolve() != skip:
+                return ProfileRef(name, config.resolve(), scope)
     return None
 
 
@@ -136,6 +127,9 @@ def discover(settings: Settings) -> list[ProfileRef]:
         for path in entries:
             if path.suffix in SUFFIXES and files.is_file(str(path)) and path.name != "policy.yaml":
                 found.append(ProfileRef(_profile_name(path), path.resolve(), scope))
+        config = devcontainer.config_in(settings.cwd) if scope == "project" else None
+        if config is not None:
+            found.append(ProfileRef(_profile_name(config), config.resolve(), scope))
     return found
 
 
@@ -144,21 +138,45 @@ def scope_of(path: Path, settings: Settings) -> Scope:
     for scope, folder in search_dirs(settings):
         if path.parent == folder.resolve():
             return scope
+    if path.suffix == ".json":
+        return "project"  # a devcontainer.json: anchored at its project folder (devcontainer.py)
+    if path.parent.name == ".devbox":
+        # Another project's profile (devbox up ../llm/.devbox/llm.yaml, or a box's recorded
+        # profile): anchored at that project's folder, as when run from there.
+        return "project"
     return "path"
 
 
-def bind_base(ref: ProfileRef, settings: Settings) -> Path:
+def bind_base(ref: ProfileRef, settings: Settings, leaf: ProfileRef | None = None) -> Path:
     """What relative bind sources in `ref` are relative to.
 
     A profile given by path anchors them at its own folder. A project profile
-    (./.devbox/NAME.yaml) at the project folder. Library profiles (the user's, the lab's,
-    the bundled ones) at the current directory, so they mount the folder you stand in.
+    (.devbox/NAME.yaml) at the project folder. Library profiles (the user's, the lab's,
+    the bundled ones) at the current directory, so they mount the folder you stand in,
+    except under a project or path profile (`leaf`, the chain's first): then at the leaf's
+    folder, so `extends: default` mounts the project, wherever devbox runs from.
     """
+    if ref.path.suffix == ".json":
+        return devcontainer.workspace_of(ref.path)
     if ref.scope == "path":
         return ref.path.parent
     if ref.scope == "project":
         return ref.path.parent.parent
+    if leaf is not None and leaf.scope in ("path", "project"):
+        return bind_base(leaf, settings)
     return settings.cwd
+
+
+def project_folder(ref: ProfileRef) -> Path | None:
+    """The folder a box of `ref` is bound to (its `devbox.project` label): a project or path
+    profile's anchor; None for a library profile, which follows the current folder."""
+    if ref.path.suffix == ".json":
+        return devcontainer.workspace_of(ref.path)
+    if ref.scope == "project":
+        return ref.path.parent.parent
+    if ref.scope == "path":
+        return ref.path.parent
+    return None
 
 
 def parse_document(
@@ -187,8 +205,17 @@ def load_chain(ref: ProfileRef, settings: Settings) -> tuple[list[Layer], list[P
     current: ProfileRef | None = ref
     while current is not None:
         chain.append(current)
+        if current.path.suffix == ".json":
+            # A devcontainer.json: one layer, translated (it has no extends).
+            found_dc = devcontainer.load_layer(
+                current.path, settings.interpolation_env(), settings.home, settings.lab
+            )
+            layers.insert(0, found_dc.layer)
+            problems += found_dc.problems
+            break
         doc = load_file(current.path)
-        layer, found = parse_document(doc, settings, bind_base(current, settings), current.path.parent)
+        base = bind_base(current, settings, leaf=ref)
+        layer, found = parse_document(doc, settings, base, current.path.parent)
         layers.insert(0, layer)
         problems += found
         current = _parent(current, layer, doc, chain, settings, problems)
@@ -245,104 +272,6 @@ def _parent(
     return parent
 
 
-def merge(layers: list[Layer]) -> Layer:
-    """Merge layers, later ones winning; mappings merge by key, env files accumulate."""
-    merged = Layer()
-    for layer in layers:
-        for key, value in layer.values.items():
-            if key == "extends":
-                continue
-            if key in ("image", "build"):
-                # A layer that picks its image source replaces the inherited one, whichever kind.
-                merged.values.pop("build" if key == "image" else "image", None)
-            merged.values[key] = _merge_value(key, merged.values.get(key), value)
-            merged.origins[key] = layer.origins[key]
-    return merged
-
-
-def _merge_value(key: str, old: Any, new: Any) -> Any:
-    if old is None:
-        return new
-    if key in _MERGED_BY_KEY:
-        return {**old, **new}
-    if key == "env_file":
-        return [*old, *new]
-    if key == "build":
-        return {**old, **new, "args": {**old["args"], **new["args"]}}
-    return new
-
-
-def check_merged(values: dict[str, Any], origin: Origin, need_image: bool = True) -> list[Problem]:
-    """Problems only visible once every layer is merged."""
-    problems: list[Problem] = []
-    if need_image and "image" not in values and "build" not in values:
-        problems.append(
-            Problem(
-                origin,
-                "no image: the profile (or one it extends) needs image: or build:",
-                "e.g. image: devbox/devbox:0.1, or extends: default, or build: {context: .}",
-            )
-        )
-    ports: dict[str, PortSpec] = values.get("ports", {})
-    seen_container: dict[int, str] = {}
-    seen_host: dict[int, str] = {}
-    for port in ports.values():
-        if port.container in seen_container:
-            other = seen_container[port.container]
-            problems.append(
-                Problem(
-                    port.origin,
-                    f"ports '{other}' and '{port.name}' both use container port {port.container}",
-                )
-            )
-        seen_container[port.container] = port.name
-        if port.host is not None:
-            if port.host in seen_host:
-                problems.append(
-                    Problem(
-                        port.origin,
-                        f"ports '{seen_host[port.host]}' and '{port.name}' both use host port {port.host}",
-                    )
-                )
-            seen_host[port.host] = port.name
-    return problems
-
-
-def to_profile(name: str, path: str, merged: Layer, chain: tuple[str, ...]) -> Profile:
-    """Build the frozen Profile from merged, already-validated values."""
-    v = merged.values
-    resources = v.get("resources", {})
-    build = v.get("build")
-    credentials: dict[str, CredentialPattern] = v.get("credentials", {})
-    volumes: dict[str, VolumeSpec] = v.get("volumes", {})
-    ports: dict[str, PortSpec] = v.get("ports", {})
-    return Profile(
-        name=name,
-        path=path,
-        image=v.get("image"),
-        build=BuildSpec(build["context"], build["dockerfile"], build["args"]) if build else None,
-        command=v.get("command"),
-        gpus=v.get("gpus", GpuRequest("none")),
-        shm_size=v.get("shm_size"),
-        resources=Resources(
-            resources.get("cpus"), resources.get("memory"), resources.get("pids"), resources.get("disk")
-        ),
-        ports=tuple(ports.values()),
-        volumes=tuple(volumes.values()),
-        env=dict(v.get("env", {})),
-        env_files=tuple(v.get("env_file", [])),
-        user=v.get("user"),
-        workdir=v.get("workdir"),
-        labels=dict(v.get("labels", {})),
-        ready_timeout=v.get("ready", {}).get("timeout", DEFAULT_READY_TIMEOUT),
-        credentials=tuple(credentials.values()),
-        ssh_authorized_keys=v.get("ssh", {}).get("authorized_keys"),
-        ssh_password=v.get("ssh", {}).get("password", False),
-        chain=chain,
-        origins=dict(merged.origins),
-    )
-
-
 def load(
     ref_text: str,
     settings: Settings,
@@ -374,6 +303,8 @@ def load(
         raise InvalidInput(
             f"profile '{ref.name}' is invalid ({count})",
             problems,
-            hint="devbox help profiles",
+            hint="devbox help devcontainer" if ref.path.suffix == ".json" else "devbox help profiles",
         )
-    return to_profile(ref.name, str(ref.path), merged, tuple(str(r.path) for r in chain))
+    project = project_folder(ref)
+    chain_paths = tuple(str(r.path) for r in chain)
+    return to_profile(ref.name, str(ref.path), merged, chain_paths, str(project) if project else None)

@@ -55,6 +55,10 @@ class BuildSpec:
     context: str
     dockerfile: str
     args: dict[str, str]
+    target: str | None = None  # the stage to build (docker build --target)
+    # What the context sends (profile/buildcontext.py), read at resolve: the image tag hashes it.
+    inputs: str = ""
+    files: dict[str, str] = field(default_factory=dict)  # relative path → short hash
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,29 @@ class CredentialPattern:
 
     name: str
     pattern: str
+
+
+@dataclass(frozen=True)
+class EnvironmentFile:
+    """A conda environment.yml the box keeps an environment of (`environments:`)."""
+
+    path: str  # absolute, on the host (relative entries resolve against the project folder)
+    origin: Origin
+    name: str = ""  # the file's name: key, else its stem (profile/environments.py)
+    text: str = ""  # the file as read when the profile loaded (the box gets this copy)
+
+
+@dataclass(frozen=True)
+class StartCommand:
+    """A devcontainer.json postCreateCommand / postStartCommand (one entry of its object form).
+
+    `shell`: a string run by /bin/sh -c; `argv`: an array run as is (no shell).
+    """
+
+    name: str
+    shell: str | None = None
+    argv: tuple[str, ...] | None = None
+    user: str | None = None  # remoteUser, when it is not the box's own user
 
 
 @dataclass(frozen=True)
@@ -100,6 +127,13 @@ class Profile:
     ssh_password: bool = False
     chain: tuple[str, ...] = ()
     origins: dict[str, Origin] = field(default_factory=dict)
+    environments: tuple[EnvironmentFile, ...] = ()
+    post_create: tuple[StartCommand, ...] = ()
+    post_start: tuple[StartCommand, ...] = ()
+    ipc: str | None = None  # a devcontainer.json's --ipc (host, private, shareable, none)
+    notes: tuple[str, ...] = ()  # what a devcontainer.json gave that devbox skipped, to say
+    # The folder a project or path profile's box is bound to (relative binds resolve there).
+    project: str | None = None
 
     def origin(self, key: str) -> Origin:
         """Where the winning value of top-level `key` was set (the profile file if unknown)."""

@@ -147,6 +147,33 @@ class VolumeInUseJson(TypedDict):
     used_by: list[str]
 
 
+class EnvironmentJson(TypedDict):
+    """One conda environment of a box (`devbox env`): `environment` is its name.
+
+    `status`: ok, failed (`message` holds the installer's last lines) or pending (named by
+    the profile, not made yet); `hash` is the recorded file's content hash; `kernel`: a
+    Jupyter kernel of that name was written (`message` says when it would not start).
+    """
+
+    environment: str
+    file: str
+    hash: str
+    updated: int | None
+    updated_iso: str | None
+    status: str
+    message: str
+    installer: str
+    prefix: str
+    kernel: bool
+
+
+class EnvironmentsJson(TypedDict):
+    """`devbox env NAME --json`: box `name`'s environments (docs/environments.md)."""
+
+    name: str
+    environments: list[EnvironmentJson]
+
+
 class DownJson(TypedDict):
     """`down --json`: whether the box was there to remove, and what became of its volumes."""
 
@@ -167,6 +194,32 @@ class PruneJson(TypedDict):
     """`prune --json`: the stopped boxes it removed (their volumes are kept)."""
 
     removed: list[LsBoxJson]
+
+
+class BuiltImageJson(TypedDict):
+    """An image devbox built for a box: `size` in bytes, `tags` may be empty (dangling)."""
+
+    id: str
+    tags: list[str]
+    owner: str
+    box: str
+    size: int
+
+
+class ImageBuildJson(TypedDict):
+    """`image build --json`: the reference image made, what it was built on, its id."""
+
+    image: str
+    base: str
+    id: str
+
+
+class PruneImagesJson(TypedDict):
+    """`prune --images --json`: images devbox built that no container used, removed; `kept`:
+    those a container was made from meanwhile."""
+
+    images_removed: list[BuiltImageJson]
+    kept: list[BuiltImageJson]
 
 
 class PruneIdleJson(TypedDict):
@@ -281,11 +334,13 @@ class GpuRequestJson(TypedDict):
 
 
 class BuildJson(TypedDict):
-    """How a `build:` profile's image is built."""
+    """How a `build:` profile's image is built; `inputs`: the digest of what its context sends."""
 
     context: str
     dockerfile: str
     args: dict[str, str]
+    target: str | None
+    inputs: str
 
 
 class RenderJson(TypedDict):
@@ -357,9 +412,11 @@ class HostErrorJson(TypedDict):
 class HostJson(TypedDict):
     """One host of `devbox hosts --json`: `host` is its name, `target` what ssh is given
     (null: this machine), `version` its devbox (null: not reached), the GPU counts null when
-    not known; `error` null when it answered with the same devbox release."""
+    not known; `error` null when it answered with the same devbox release. `kind`: ssh, local,
+    or slurm (a Slurm cluster: `target` is its login node, null when this machine is one)."""
 
     host: str
+    kind: str
     target: str | None
     port: int | None
     origin: str

@@ -9,6 +9,7 @@ from rich.table import Table
 
 from devbox import sizes
 from devbox.access.reports import BoxReport
+from devbox.box import drift
 from devbox.box.state import Box
 from devbox.ops.lifecycle import DownResult
 
@@ -64,7 +65,9 @@ def report_panel(out: Console, err: Console, result: BoxReport, where: str | Non
         out.print(f"  [bold]{escape(label):<8}[/] {escape(value)}", soft_wrap=True, highlight=False)
     for change in result.changes:
         err.print(f"[yellow]changed:[/] {escape(change)}")
-    if result.changes:
+    if any(drift.CURRENT_FOLDER not in change for change in result.changes) and not any(
+        drift.OTHER_PROJECT in change for change in result.changes
+    ):
         err.print(
             f"[yellow]the profile changed since this box was made: devbox rebuild {escape(box.name)}[/]"
         )

@@ -192,6 +192,8 @@ def hosts_table(items: list[dict[str, Any]], bold_header: bool) -> str:
         where = item.get("target") or "this machine"
         if item.get("port") is not None:
             where += f":{item['port']}"
+        if item.get("kind") == "slurm":
+            where = f"Slurm via {where}"
         rows.append(
             (
                 str(item.get("host")),

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from devbox.access.sshaccess import SshTarget
     from devbox.box.spec import ContainerSpec
     from devbox.box.state import Box
-    from devbox.engine.base import RunCommands
+    from devbox.engine.base import BuiltImage, RunCommands
     from devbox.errors import DevboxError, Problem
     from devbox.ops.admin import Check, GpuRow
     from devbox.ops.lifecycle import DownResult
@@ -27,16 +27,19 @@ if TYPE_CHECKING:
     from devbox.ui.json import (
         BoxJson,
         BoxRefJson,
+        BuiltImageJson,
         DoctorJson,
         DownJson,
         ErrorJson,
         GpuJson,
+        ImageBuildJson,
         LsBoxJson,
         PolicyCheckJson,
         PolicyJson,
         ProblemJson,
         ProfileStatusJson,
         PruneIdleJson,
+        PruneImagesJson,
         PruneJson,
         RenderJson,
         ReportJson,
@@ -286,7 +289,13 @@ def render_json(spec: ContainerSpec, host: str, commands: RunCommands) -> Render
         "owner": spec.owner,
         "host": host,
         "image": spec.image,
-        "build": {"context": build.context, "dockerfile": build.dockerfile, "args": dict(build.args)}
+        "build": {
+            "context": build.context,
+            "dockerfile": build.dockerfile,
+            "args": dict(build.args),
+            "target": build.target,
+            "inputs": build.inputs,
+        }
         if build
         else None,
         "command": list(spec.command) if spec.command is not None else None,
@@ -351,6 +360,30 @@ def ssh_config_json(
 def prune_json(removed: list[Box], host: str) -> PruneJson:
     """`prune --json`: the boxes removed."""
     return {"removed": [ls_box_json(b, host) for b in removed]}
+
+
+def built_image_json(image: BuiltImage) -> BuiltImageJson:
+    """One image devbox built."""
+    return {
+        "id": image.id,
+        "tags": list(image.tags),
+        "owner": image.owner,
+        "box": image.box,
+        "size": image.size,
+    }
+
+
+def image_build_json(tag: str, base: str, image_id: str) -> ImageBuildJson:
+    """`image build --json`."""
+    return {"image": tag, "base": base, "id": image_id}
+
+
+def prune_images_json(removed: list[BuiltImage], kept: list[BuiltImage]) -> PruneImagesJson:
+    """`prune --images --json`."""
+    return {
+        "images_removed": [built_image_json(i) for i in removed],
+        "kept": [built_image_json(i) for i in kept],
+    }
 
 
 def prune_idle_json(idle: list[Box], host: str) -> PruneIdleJson:

@@ -14,11 +14,15 @@ from pathlib import Path
 TOPICS = {
     "cli": "every command and option, the --json output, environment, exit codes",
     "profiles": "writing a profile: image, GPUs, ports, volumes, env, extends; where they are found",
+    "devcontainer": "a project's .devcontainer/devcontainer.json as a profile: what maps, what is skipped",
+    "environments": "conda environments from environment.yml files: made at start, kernels, devbox env",
     "policy": "the lab policy file: defaults, limits, allowed images, mounts",
     "lab": "lab mode: users outside the docker group, through sudo; setting it up, its threat model",
     "gpus": "how GPUs are given out, shown and checked on a shared server",
     "hosts": "several servers: hosts:, --host, --host auto, --all-hosts, what is race-free",
+    "slurm": "boxes as Slurm jobs: slurm:// hosts, pending reasons, the Epilog, QOS limits",
     "image": "the devbox image protocol: user, SSH key, Jupyter token, credentials line",
+    "scaling": "one server, several, Slurm or Kubernetes; render --format k8s, per-user quotas",
 }
 
 

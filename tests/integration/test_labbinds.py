@@ -408,18 +408,16 @@ def test_build_contexts_are_read_as_her(as_lab: Person) -> None:
     context = alice.mkdir("ctx")
     (context / "Dockerfile").write_text(f"FROM {IMAGE}\n")
     (context / "link").symlink_to("/etc/shadow")
-    tarball, name = images._context(str(context), str(context / "Dockerfile"))
-    tarball.close()
-    assert name == "Dockerfile"
+    images.tarball(str(context), "Dockerfile").close()
     closed = context / "closed"
     closed.write_text("root's\n")
     os.chmod(closed, 0o600)
-    with pytest.raises(OSError, match="Can not read file in context"):
-        images._context(str(context), "Dockerfile")
+    with pytest.raises(DevboxError, match="closed in the build context"):
+        images.tarball(str(context), "Dockerfile")
     os.chmod(context, 0o700)  # hers, but not her home's owner: root made it 0700
     os.chown(context, 0, 0)
     with pytest.raises(DevboxError, match="not a folder you can read"):
-        images._context(str(context), "Dockerfile")
+        images.tarball(str(context), "Dockerfile")
 
 
 def test_labels_name_what_she_mounted(people: tuple[Person, Person], lab_dir: Path) -> None:

@@ -59,6 +59,8 @@ def test_the_helper_environment_is_rebuilt_with_display_settings_only():
     assert env["PATH"] == labhelper.SECURE_PATH and env["HOME"] == "/root"
     assert "LD_PRELOAD" not in env
     assert "DOCKER_HOST" not in labhelper.clean_environ({"DOCKER_HOST": "tcp://evil"}, None)
+    # Nor root's `docker context use`: without an engine in lab.yaml, the local socket.
+    assert labhelper.clean_environ({"DOCKER_CONTEXT": "evil"}, None)["DOCKER_CONTEXT"] == "default"
 
 
 def test_the_audit_log_keeps_env_names_not_values():

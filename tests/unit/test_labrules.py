@@ -23,7 +23,7 @@ from devbox.ops import resolve
 from devbox.placement import gpus, inventory
 from devbox.policy import lab, rules
 from devbox.profile import loader
-from devbox.profile.model import BuildSpec, GpuRequest, Profile, Resources
+from devbox.profile.model import BuildSpec, GpuRequest, Profile, Resources, StartCommand
 from tests.conftest import Sandbox
 
 ALICE = caller.Caller("alice", 1000, 1000, (1000, 2000), Path("/home/alice"))
@@ -202,6 +202,24 @@ def test_root_is_refused_without_allow_root_naming_the_line_and_why(sandbox: San
     assert "allow_root is false" in problem.message
     assert "root in a box with a bind mount is root on the host" in problem.message
     assert problem.hint and "user: host" in problem.hint
+
+
+@pytest.mark.parametrize("remote", ["root", "0", "vscode"])
+def test_a_devcontainer_remote_user_cannot_run_its_commands_as_root(sandbox: Sandbox, remote: str) -> None:
+    # containerUser unset (the box runs as the caller) but remoteUser root: postCreateCommand
+    # would run as root in a box holding the caller's binds, a setuid file away from the host.
+    commands = (StartCommand("postCreateCommand", shell="id", user=remote),)
+    origins = {"post_create": Origin("/p/.devcontainer/devcontainer.json", 4, 3)}
+    profile = a_profile(post_create=commands, post_start=commands, origins=origins)
+    with pytest.raises(PolicyRefusal) as caught:
+        lab.check(profile, rules.Policy(), lab_settings(sandbox))
+    problem = caught.value.problems[0]
+    assert str(problem.origin) == "/p/.devcontainer/devcontainer.json:4:3"
+    assert problem.message.startswith(f"remoteUser (running postCreateCommand): {remote}")
+    assert "allow_root is false" in problem.message
+    mine = (StartCommand("postCreateCommand", shell="id", user="1000"),)
+    assert lab.check(a_profile(post_create=mine), rules.Policy(), lab_settings(sandbox)).user == "host"
+    assert lab.check(profile, rules.Policy(allow_root=True), lab_settings(sandbox)).user == "host"
 
 
 def test_allow_root_lets_root_and_any_user_in(sandbox: Sandbox) -> None:

@@ -277,7 +277,7 @@ def test_completion_candidates(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
     assert values("up", "--image", "") == []  # a free value: the shell completes files
     assert values("up", "--image", "x", "") == ["default", "mine", "pytorch-gpu"]
     assert values("up", "--pro") == ["--progress"]
-    assert values("render", "-f", "") == ["docker", "json"]
+    assert values("render", "-f", "") == ["docker", "json", "k8s"]
     assert values("policy", "") == ["show", "check"]
     assert values("profiles", "check", "") == []  # files
     assert values("completion", "") == ["bash", "zsh", "fish"]

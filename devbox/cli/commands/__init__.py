@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from devbox.cli import examples, fast
 from devbox.cli.app import app
-from devbox.cli.commands import admin, box, hosts, lab, meta, profile, ssh, tunnel
+from devbox.cli.commands import admin, box, env, hosts, image, lab, meta, profile, ssh, tunnel
 
-__all__ = ["admin", "app", "box", "hosts", "lab", "meta", "profile", "ssh", "tunnel"]
+__all__ = ["admin", "app", "box", "env", "hosts", "image", "lab", "meta", "profile", "ssh", "tunnel"]
 
 
 def _name(info: object) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -12,6 +12,9 @@ from devbox.cli.app import AllHostsOpt, JsonOpt, TimeoutOpt, app, handles_errors
 from devbox.errors import DevboxError, ExitCode, InvalidInput, NotFound, Origin, Problem
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
+    from devbox.engine.base import Engine
     from devbox.policy.rules import Policy
 
 policy_app = typer.Typer(help="Show the lab policy in force, or check a policy file.")
@@ -20,8 +23,35 @@ app.add_typer(policy_app, name="policy")
 
 @app.command()
 @handles_errors
-def gpus(json_output: JsonOpt = False, all_hosts: AllHostsOpt = False, timeout: TimeoutOpt = 10.0) -> None:
+def gpus(
+    json_output: JsonOpt = False,
+    all_hosts: AllHostsOpt = False,
+    timeout: TimeoutOpt = 10.0,
+    host: Annotated[str | None, typer.Option("--host", help="The GPUs of this server or cluster.")] = None,
+) -> None:
     """Every GPU of the host: memory, utilisation, and which box (owner, since) holds it."""
+    if host is not None and not all_hosts:
+        from devbox.cli import onhost, shared
+
+        server = onhost.server(shared.caller(), host)
+        if server is not None and server.slurm:
+            from devbox.cli import onslurm
+
+            onslurm.gpus(server, json_output)
+            return
+        if server is not None:
+            from devbox.ops import fanout, remote
+            from devbox.ui import remote as view
+            from devbox.ui import term
+
+            data = remote.run_json(server, ["gpus", "--json"], timeout)
+            if json_output:
+                from devbox.ui.to_json import print_json
+
+                print_json([{**row, "host": server.name} for row in data if isinstance(row, dict)])
+            else:
+                print(view.gpus_table([fanout.Outcome(server, data, None, 0.0)], term.styled(sys.stdout)))
+            return
     if all_hosts:
         from devbox.cli import allhosts, shared
 
@@ -82,7 +112,15 @@ def doctor(json_output: JsonOpt = False) -> None:
     from devbox.ops import admin
 
     eng = engine.connect(timeout=10)
-    checks = admin.doctor(eng, settings.from_environment())
+    caller = settings.from_environment()
+    checks = admin.doctor(eng, caller)
+    if not caller.lab:
+        from devbox.ops import slurm
+
+        if slurm.clusters(caller):  # a Slurm host: its limits are the ones that hold (docs/slurm.md)
+            from devbox.policy import rules
+
+            checks += slurm.doctor_checks(caller, rules.load(caller).limits)
     failed = any(c.status == "fail" for c in checks)
     if json_output:
         # A report even when a check fails: the checks are the answer (exit 1 says one failed).
@@ -113,9 +151,15 @@ def prune(
     all_users: Annotated[bool, typer.Option("--all", "-a", help="Everyone's boxes (admin).")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Remove without asking.")] = False,
     idle: Annotated[bool, typer.Option("--idle", help="Report running boxes whose GPUs are idle.")] = False,
+    images: Annotated[
+        bool, typer.Option("--images", help="Remove the images devbox built that no box uses.")
+    ] = False,
     json_output: JsonOpt = False,
 ) -> None:
-    """List stopped boxes, then remove them (their volumes are kept). --idle reports idle GPU holders."""
+    """List stopped boxes, then remove them (their volumes are kept). --idle reports idle GPU holders.
+
+    --images removes the images devbox built that no container uses, instead of boxes.
+    """
     from devbox import engine, settings
     from devbox.ops import admin
     from devbox.placement import gpus
@@ -142,6 +186,9 @@ def prune(
         raise Refused(
             "only lab admins may prune everyone's boxes", "devbox prune (without --all) prunes yours"
         )
+    if images:
+        _prune_images(eng, None if all_users else caller.owner, yes, json_output, out)
+        return
     doomed = admin.prunable(eng, None if all_users else caller.owner, admin.parse_age(older_than))
     if not doomed and not json_output:
         out.print("nothing to prune")
@@ -169,6 +216,43 @@ def prune(
         out.print(f"removed {len(doomed)} box(es); volumes kept")
 
 
+def _prune_images(eng: Engine, owner: str | None, yes: bool, json_output: bool, out: Console) -> None:
+    """`prune --images`: list the built images no container uses, confirm, remove them."""
+    from devbox.ops import builtimages
+    from devbox.ui import to_json
+
+    doomed = builtimages.unused(eng, owner)
+    if not doomed and not json_output:
+        out.print("no unused image devbox built")
+        return
+    for image in doomed:
+        name = ", ".join(image.tags) or image.id.removeprefix("sha256:")[:12]
+        out.print(f"unused: {name} ({image.owner}/{image.box}, {image.size / 1e6:.0f} MB)")
+    if doomed and not yes:
+        _confirm(f"Remove these {len(doomed)} image(s)?")
+    removed, kept = builtimages.prune(eng, doomed)
+    if json_output:
+        to_json.print_json(to_json.prune_images_json(removed, kept))
+        return
+    freed = f"{sum(i.size for i in removed) / 1e6:.0f} MB"
+    # The engine refuses one a container was made from meanwhile, or one another image is built
+    # on (a `docker commit` of its box, a FROM it) or tagged as too.
+    note = f"; {len(kept)} kept: a container or another image uses it" if kept else ""
+    out.print(f"removed {len(removed)} image(s), {freed}{note}")
+
+
+def _confirm(question: str) -> None:
+    """Ask on the terminal; no terminal needs --yes."""
+    if not sys.stdin.isatty():
+        raise InvalidInput(
+            "prune needs a confirmation and there is no terminal",
+            [Problem(Origin("--yes"), "missing: there is no terminal to ask")],
+            "add --yes",
+        )
+    if not typer.confirm(question, default=False, err=True):
+        raise typer.Exit(1)
+
+
 @policy_app.command("show")
 @handles_errors
 def policy_show(json_output: JsonOpt = False) -> None:
@@ -179,8 +263,16 @@ def policy_show(json_output: JsonOpt = False) -> None:
     from devbox.policy import rules
     from devbox.ui import to_json
 
-    lab = rules.load(settings.from_environment())
-    data = to_json.policy_json(lab)
+    caller = settings.from_environment()
+    lab = rules.load(caller)
+    data: dict[str, Any] = dict(to_json.policy_json(lab))
+    if not caller.lab:
+        from devbox.ops import slurm
+
+        # Next to devbox's: each Slurm cluster's QOS limits, the ones Slurm enforces there.
+        found = {c.name: slurm.limits(c) for c in slurm.clusters(caller)}
+        if found:
+            data["slurm"] = found
     if json_output:
         to_json.print_json(data)
         return

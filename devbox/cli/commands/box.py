@@ -61,10 +61,17 @@ def up(
             help="The server to make it on: a name (devbox hosts), auto (one with free GPUs), or local.",
         ),
     ] = None,
+    no_wait: Annotated[
+        bool, typer.Option("--no-wait", help="Slurm: return once the job is queued (status pending).")
+    ] = False,
+    wait_timeout: Annotated[
+        float | None,
+        typer.Option("--wait-timeout", help="Slurm: cancel the job if it still pends after SECONDS.", min=0),
+    ] = None,
 ) -> None:
     """Start your box (creating it if needed), wait until it is ready, print how to reach it."""
     flags = overrides(image, gpus, shm_size, cpus, memory, port, volume, env)
-    shared.up(profile, flags, recreate, keep_failed, json_output, progress, host)
+    shared.up(profile, flags, recreate, keep_failed, json_output, progress, host, no_wait, wait_timeout)
 
 
 @app.command("ls")
@@ -109,7 +116,7 @@ def info(name: NameArg = "default", json_output: JsonOpt = False, host: HostOpt 
     from devbox.ops import boxes
 
     settings = shared.caller()
-    elsewhere = onhost.target(settings, name, host)
+    elsewhere = onhost.target(settings, name, host, node=False)
     if elsewhere is not None:
         onhost.info(settings, elsewhere, name, json_output)
         return
@@ -134,7 +141,7 @@ def down(
     from devbox.ops import boxes, lifecycle
 
     settings = shared.caller()
-    elsewhere = onhost.target(settings, name, host)
+    elsewhere = onhost.target(settings, name, host, node=False)
     if elsewhere is not None:
         code = onhost.down(settings, elsewhere, name, purge, yes, json_output)
         if code:
@@ -182,19 +189,29 @@ def rebuild(
     """Re-read the profile, refresh the image, replace the container. Volumes are kept."""
     from devbox import engine
     from devbox.cli import onhost
-    from devbox.ops import boxes, lifecycle, resolve
+    from devbox.ops import boxes, lifecycle, project, resolve
+    from devbox.profile.loader import ProfileNotFound
 
     settings = shared.caller()
-    elsewhere = onhost.target(settings, name, host)
+    elsewhere = onhost.target(settings, name, host, node=False)
     if elsewhere is not None:
         onhost.rebuild(settings, elsewhere, name, pull, no_cache, json_output, progress)
         return
     eng = engine.connect()
-    # The box remembers which file it came from; fall back to looking the name up.
-    resolved = resolve.resolve(boxes.box_profile(eng, settings, name) or name, settings)
+    # The box remembers its project folder and the file it came from; else the name is looked up.
+    bound = project.bound(eng, name, settings)
+    ref = bound.ref if bound.note else boxes.box_profile(eng, settings, name) or name
+    try:
+        resolved = resolve.resolve(ref, bound.settings)
+    except ProfileNotFound as exc:
+        exc.hint = project.gone_hint(eng, name, settings) or exc.hint  # its project moved
+        raise
+    before = eng.inspect(resolved.spec.name) if bound.note is None else None
     with shared.reporter(json_output, progress) as reporter:
         result = lifecycle.rebuild(eng, resolved, reporter, pull=pull, no_cache=no_cache)
-    shared.show(result, json_output, eng.host)
+    # A library profile's box follows the current folder: a rebuild elsewhere says it moved.
+    moved = project.repointed(before, resolved.spec, settings.cwd)
+    shared.show(shared.noted(result, bound.note or moved), json_output, eng.host)
 
 
 @app.command()
@@ -204,10 +221,11 @@ def switch(profile: ProfileArg, json_output: JsonOpt = False, progress: Progress
     from devbox import engine
     from devbox.ops import lifecycle
 
-    resolved = shared.resolve(profile, shared.caller())
+    resolved, note = shared.resolve_bound(profile, shared.caller())
     eng = engine.connect()
     with shared.reporter(json_output, progress) as reporter:
         stopped, result = lifecycle.switch(eng, resolved, reporter)
+    result = shared.noted(result, note)
     if stopped and not json_output:
         stderr().print(f"stopped: {', '.join(stopped)} (start again with devbox up NAME)")
     if json_output:

@@ -29,6 +29,7 @@ from devbox.cli.app import (
 from devbox.errors import ExitCode, InvalidInput, Origin, Problem
 
 if TYPE_CHECKING:
+    from devbox.box.resolved import Resolved
     from devbox.ops.profiles import ProfileStatus
 
 profiles_app = typer.Typer(help="List the profiles devbox can find, or check profile files.")
@@ -40,6 +41,7 @@ class RenderFormat(StrEnum):
 
     docker = "docker"
     json = "json"
+    k8s = "k8s"
 
 
 @app.command()
@@ -47,7 +49,7 @@ class RenderFormat(StrEnum):
 def render(
     profile: ProfileArg = "default",
     format: Annotated[
-        RenderFormat, typer.Option("--format", "-f", help="docker or json.")
+        RenderFormat, typer.Option("--format", "-f", help="docker, json, or k8s (a Pod and its claims).")
     ] = RenderFormat.docker,
     image: ImageOpt = None,
     gpus: GpusOpt = None,
@@ -67,6 +69,12 @@ def render(
     from devbox.ops import resolve
 
     flags = overrides(image, gpus, shm_size, cpus, memory, port, volume, env)
+    if host is not None and format is RenderFormat.k8s:
+        raise InvalidInput(
+            "--format k8s renders for a Kubernetes cluster, not for a server",
+            [Problem(Origin("--host"), f"--host {host} with --format k8s")],
+            "drop --host: the pod runs wherever the cluster's scheduler puts it",
+        )
     if host is not None:
         from devbox.cli import onhost
 
@@ -76,17 +84,23 @@ def render(
             onhost.render(caller, elsewhere, profile, flags, json_output or format is RenderFormat.json)
             return
     resolved = resolve.resolve(profile, settings.from_environment(), flags, probe=_image_labels)
-    if resolved.settings.lab:
+    if resolved.settings.lab and format is not RenderFormat.k8s:  # a pod gets no binds
         from devbox.ops import labbinds
 
         labbinds.verify(resolved)  # binds checked as the caller, as `up` would: nothing mounted
+    for note in resolved.profile.notes:  # what a devcontainer.json gave that devbox skips
+        stderr().print(f"note: {note}", style="dim", soft_wrap=True, markup=False)
     if resolved.spec.protocol:
         stderr().print(
             "note: devbox also copies an SSH key, a host key and a Jupyter token into this box before "
-            "starting it; a plain docker run cannot, so that box would make its own.",
+            f"starting it; {'a pod made by kubectl' if format is RenderFormat.k8s else 'a plain docker run'} "
+            "cannot, so that box would make its own.",
             style="dim",
             soft_wrap=True,
         )
+    if format is RenderFormat.k8s:
+        _render_k8s(resolved, profile, json_output)
+        return
     commands = engine.run_commands(resolved.spec)
     if json_output or format is RenderFormat.json:
         from devbox.ui import to_json
@@ -96,6 +110,24 @@ def render(
     if commands.build:
         print(shlex.join(commands.build))
     print(shlex.join(commands.run))
+
+
+def _render_k8s(resolved: Resolved, profile: str, json_output: bool) -> None:
+    """The Pod and claims on stdout (YAML, or a JSON List with --json); what is left out, on
+    stderr too, so a `| kubectl apply -f -` still shows it."""
+    from devbox.box import k8s
+
+    result = k8s.manifests(resolved.spec, resolved.profile, resolved.context.uid, resolved.context.gid)
+    for note in result.notes:
+        stderr().print(f"warning: {note}", style="yellow", soft_wrap=True, markup=False)
+    if json_output:
+        from devbox.ui import to_json
+
+        to_json.print_json(k8s.as_list(result))  # Kubernetes' own List shape: kubectl applies it
+        return
+    namespace = k8s.dns_label(resolved.spec.owner)
+    header = f"devbox render {profile} --format k8s: kubectl apply -n {namespace} -f -"
+    print(k8s.to_yaml(result, header), end="")
 
 
 def _engine_host() -> str:

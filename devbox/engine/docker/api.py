@@ -40,6 +40,12 @@ def unreachable(host: str, exc: BaseException) -> EngineUnavailable:
             f"permission denied on the Docker socket ({host})",
             "add yourself to the docker group (sudo usermod -aG docker $USER) and log in again",
         )
+    if "(docker context " in host:
+        return EngineUnavailable(
+            f"cannot reach the Docker engine at {host}",
+            "is dockerd running there? docker context ls shows your contexts; "
+            "pick another with DOCKER_CONTEXT=NAME or docker context use NAME",
+        )
     return EngineUnavailable(
         f"cannot reach the Docker engine at {host}",
         "is dockerd running? start it (sudo systemctl start docker), "

@@ -57,6 +57,8 @@ def docker_run_argv(spec: ContainerSpec) -> list[str]:
         argv += _gpu_flag(spec.gpus)
     if spec.shm_size is not None:
         argv += ["--shm-size", sizes.format_size(spec.shm_size)]
+    if spec.ipc is not None:
+        argv += ["--ipc", spec.ipc]
     if spec.memory is not None:
         argv += ["--memory", sizes.format_size(spec.memory)]
     if spec.nano_cpus is not None:
@@ -91,6 +93,8 @@ def docker_build_argv(spec: ContainerSpec) -> list[str] | None:
     argv = ["docker", "build", "-t", spec.image, "-f", f"{spec.build.context}/{spec.build.dockerfile}"]
     for key, value in spec.build.args.items():
         argv += ["--build-arg", f"{key}={value}"]
+    if spec.build.target:
+        argv += ["--target", spec.build.target]
     return [*argv, spec.build.context]
 
 

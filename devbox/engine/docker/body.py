@@ -61,6 +61,7 @@ def create_body(
         "StorageOpt": {"size": str(spec.disk)} if spec.disk is not None else None,
         # Lab mode: the owner's own bridge (made before the box, networks.ensure), by name.
         "NetworkMode": spec.network,
+        "IpcMode": spec.ipc,
     }
     body: dict[str, Any] = {
         "Image": spec.image,

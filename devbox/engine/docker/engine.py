@@ -8,13 +8,12 @@ docker-py. Engine errors become DevboxErrors with a hint here, once. Removal tol
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from devbox.box import labels, state
-from devbox.engine.base import BoxFailed, EngineFacts, EngineUnavailable, PullEvent
+from devbox.engine.base import BuiltImage, EngineFacts, EngineUnavailable, ImageBuild, PullEvent
 from devbox.engine.docker import decode, explain
 from devbox.engine.docker.api import (
     ApiError,
@@ -31,13 +30,12 @@ from devbox.errors import DevboxError
 if TYPE_CHECKING:
     from devbox.box.spec import ContainerSpec
 
-# Tries at making a box whose volumes a concurrent `down --purge` keeps removing.
-VOLUME_ATTEMPTS = 3
 
-
-def connect(host: str, timeout: float) -> DockerEngine:
-    """A client of the Docker engine at `host`. Nothing is sent yet."""
-    if can_reach_directly(host) and os.environ.get("DEVBOX_ENGINE_CLIENT") != "docker-py":
+def connect(host: str, timeout: float, shown: str | None = None, tls: bool = False) -> DockerEngine:
+    """A client of the Docker engine at `host` (`shown`: how errors name it, its context
+    included; `tls`: its context holds TLS material, for docker-py). Nothing is sent yet."""
+    shown = shown or host
+    if can_reach_directly(host) and not tls and os.environ.get("DEVBOX_ENGINE_CLIENT") != "docker-py":
         try:
             transport = SocketTransport(host)
         except ValueError as exc:  # tcp://host:99999: urllib refuses the port
@@ -45,13 +43,13 @@ def connect(host: str, timeout: float) -> DockerEngine:
                 f"the engine address {host} is not valid: {exc}",
                 "DOCKER_HOST takes unix:///path/to/docker.sock or tcp://HOST:PORT (a port from 1 to 65535)",
             ) from None
-        return DockerEngine(DockerAPI(transport, timeout, host), host)
+        return DockerEngine(DockerAPI(transport, timeout, shown), host)
     from devbox.engine.docker.dockerpy import DockerPyTransport
 
     try:
-        return DockerEngine(DockerAPI(DockerPyTransport(int(timeout)), timeout, host), host)
+        return DockerEngine(DockerAPI(DockerPyTransport(int(timeout)), timeout, shown), host)
     except Exception as exc:  # docker-py wraps connection failures in many types
-        raise unreachable(host, exc) from None
+        raise unreachable(shown, exc) from None
 
 
 class DockerEngine:
@@ -182,7 +180,31 @@ class DockerEngine:
         """Build the image of a `build:` profile, streaming its output."""
         from devbox.engine.docker import images
 
-        images.build(spec, no_cache, on_line)
+        images.build(spec, no_cache, on_line, self.host)
+
+    def build_image(self, request: ImageBuild, no_cache: bool, on_line: Callable[[str], None]) -> None:
+        """Build any image (`devbox image build`), streaming its output."""
+        from devbox.engine.docker import images
+
+        images.build_image(request, no_cache, on_line, self.host)
+
+    def image_id(self, ref: str) -> str | None:
+        """The id of a local image (None when the engine does not have it)."""
+        from devbox.engine.docker import images
+
+        return images.image_id(self, ref)
+
+    def remove_image(self, ref: str) -> bool:
+        """Remove an image (never forced); False when a container uses it."""
+        from devbox.engine.docker import images
+
+        return images.remove_image(self, ref)
+
+    def built_images(self, owner: str | None) -> list[BuiltImage]:
+        """Images devbox built, `owner`'s only unless None."""
+        from devbox.engine.docker import images
+
+        return images.built_images(self, owner)
 
     # --- containers ------------------------------------------------------------------------
 
@@ -194,39 +216,13 @@ class DockerEngine:
         A lab box's network (the owner's own bridge) is made first if missing, and kept:
         the owner's other boxes share it.
         """
-        from devbox.engine.docker import body, volumes
+        from devbox.engine.docker import volumes
 
         if spec.network is not None:
             from devbox.engine.docker import networks
 
             networks.ensure(self, spec.network, spec.owner)
-        names = body.named_volumes(spec)
-        for _ in range(VOLUME_ATTEMPTS):
-            made: list[str] = []
-            try:
-                labelled = volumes.prepare(self, spec, names, made)
-                path = DockerAPI.path("/containers/create", name=spec.name)
-                created = self._call(
-                    "POST", path, body.create_body(spec, env, extra_labels or {}), f"creating {spec.name}"
-                )
-                box_id = str(created["Id"])
-                lost = volumes.unlabelled(self, labelled)
-                if lost:
-                    # Removed between the check and the create (a `down --purge` beside this
-                    # `up`): the engine made it anew without labels. Never started, so empty.
-                    self.remove(box_id)
-                    self.remove_volumes([*made, *lost])
-                    continue
-            except BaseException:
-                with contextlib.suppress(Exception):  # the error that got here is the one to show
-                    self.remove_volumes(made)
-                raise
-            self.volumes_made.extend(made)
-            return box_id
-        raise BoxFailed(
-            f"the volumes of {spec.name} were removed again and again while it was made",
-            "is a `devbox down --purge` of the same volumes running? run devbox up again when it is done",
-        )
+        return volumes.create_container(self, spec, env, extra_labels or {})
 
     def remove_volumes(self, names: list[str]) -> None:
         """Remove volumes this process made for a box that then failed (never older ones).
@@ -284,25 +280,9 @@ class DockerEngine:
         For images that run as a numeric user: the engine's own chown on copy looks the user
         up in the image's passwd file and fails for a uid it does not know. False if it failed.
         """
-        body = {
-            "Image": image,
-            "User": "0:0",
-            "Entrypoint": ["chown", owner, *volumes.values()],
-            "Cmd": [],
-            "Labels": {labels.HELPER: "chown"},
-            "HostConfig": {
-                "Mounts": [{"Type": "volume", "Source": n, "Target": t} for n, t in volumes.items()]
-            },
-        }
-        helper = str(self._call("POST", "/containers/create", body, doing="preparing volumes")["Id"])
-        try:
-            self.start(helper)
-            path = DockerAPI.path("/containers/{}/wait", helper)
-            return int(self._call("POST", path, doing="preparing volumes").get("StatusCode", 1)) == 0
-        except DevboxError:
-            return False  # e.g. an image with no chown: the volume stays root's, as Docker makes it
-        finally:
-            self.remove(helper)
+        from devbox.engine.docker.volumes import chown
+
+        return chown(self, image, volumes, owner)
 
     def start(self, container: str) -> None:
         """Start a created or stopped container."""
@@ -386,16 +366,16 @@ class DockerEngine:
         response, tty = self._logs(container, True, "all", since, tty)
         return LogFollower(response, tty)
 
-    def exec(self, container: str, argv: list[str], user: str = "") -> tuple[int, str]:
-        """Run a command in the box and collect its output (non-interactive)."""
-        body = {"AttachStdout": True, "AttachStderr": True, "Cmd": argv, "User": user}
-        exec_id = self._call("POST", DockerAPI.path("/containers/{}/exec", container), body)["Id"]
-        try:
-            response = self.api.stream(
-                "POST", DockerAPI.path("/exec/{}/start", exec_id), {"Detach": False, "Tty": False}
-            )
-        except ApiError as exc:
-            raise self.error(exc, "running a command in the box") from None
-        output = b"".join(demux(response.chunks())).decode("utf-8", "replace")
-        code = self._call("GET", DockerAPI.path("/exec/{}/json", exec_id)).get("ExitCode")
-        return int(code if code is not None else 1), output
+    def exec(
+        self,
+        container: str,
+        argv: list[str],
+        user: str = "",
+        env: dict[str, str] | None = None,
+        on_line: Callable[[str], None] | None = None,
+        workdir: str = "",
+    ) -> tuple[int, str]:
+        """Run a command in the box and collect its output (non-interactive), lines as they come."""
+        from devbox.engine.docker import execute
+
+        return execute.run(self, container, argv, user, env or {}, on_line, workdir)

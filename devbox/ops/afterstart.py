@@ -1,0 +1,35 @@
+"""What runs in a box once it is up and ready: its conda environments, then its start commands.
+
+One place for both, so every path that brings a box up (create, recreate, rebuild, a start of a
+stopped box, an `up` that finds it running) runs them the same way and in the same order:
+environments first, because a devcontainer.json's postCreateCommand may use them.
+Each returns warnings for the report rather than raising: a failed solve or a failing
+postStartCommand leaves the box usable, and says so.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from devbox.box.resolved import Resolved
+from devbox.box.state import Box
+from devbox.engine.base import Engine
+from devbox.ops.reporter import Reporter
+
+# created: a new container (create, recreate, rebuild); started: an existing one started again;
+# running: `up` found it running already.
+Event = Literal["created", "started", "running"]
+
+
+def after_start(engine: Engine, box: Box, resolved: Resolved, reporter: Reporter, event: Event) -> list[str]:
+    """Bring the box's environments up to date and run its start commands; warnings to report."""
+    warnings: list[str] = []
+    if resolved.profile.environments:
+        from devbox.ops import condaenvs
+
+        warnings += condaenvs.ensure(engine, box, resolved, reporter, event)
+    if resolved.profile.post_create or resolved.profile.post_start or resolved.profile.notes:
+        from devbox.ops import startcommands
+
+        warnings += startcommands.run(engine, box, resolved, reporter, event)
+    return warnings

@@ -1,0 +1,578 @@
+"""The Slurm backend's pure parts: host entries, squeue/sinfo JSON, QOS lines, the job script."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from devbox.errors import InvalidInput, Problem
+from devbox.ops import slurmjobs, slurmscript
+from devbox.policy import hostentries
+from devbox.profile.yamlsrc import Document
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "slurm"
+
+# The shapes Slurm 22.05 prints (openapi v0.0.38), trimmed to what devbox reads and a few more.
+SQUEUE = {
+    "meta": {"plugin": {"type": "openapi/v0.0.38", "name": "Slurm OpenAPI v0.0.38"}},
+    "errors": [],
+    "jobs": [
+        {
+            "job_id": 11,
+            "name": "devbox-dbxhu1-default",
+            "user_name": "dbxhu1",
+            "job_state": "RUNNING",
+            "state_reason": "None",
+            "nodes": "node2",
+            "gres_detail": ["gpu:1(IDX:3)"],
+            "submit_time": 1764560000,
+            "start_time": 1764560001,
+            "time_limit": 480,
+        },
+        {
+            "job_id": 12,
+            "name": "devbox-dbxhu1-second",
+            "user_name": "dbxhu1",
+            "job_state": "PENDING",
+            "state_reason": "QOSMaxGRESPerUser",
+            "nodes": "",
+            "gres_detail": [],
+            "submit_time": 1764560002,
+            "start_time": 0,
+            "time_limit": 480,
+        },
+        {
+            "job_id": 13,
+            "name": "train",
+            "user_name": "dbxhu2",
+            "job_state": "RUNNING",
+            "state_reason": "None",
+            "nodes": "node1",
+            "gres_detail": ["gpu:2(IDX:0-1)"],
+        },
+        {
+            "job_id": 14,
+            "name": "devbox-dbxhu2-big",
+            "user_name": "dbxhu2",
+            "job_state": "RUNNING",
+            "state_reason": "None",
+            "nodes": "node3",
+            "gres_detail": ["gpu:a100:3(IDX:0,2-3)"],
+        },
+        {
+            "job_id": 15,
+            "name": "devbox-dbxhu2-old",
+            "user_name": "dbxhu2",
+            "job_state": "CANCELLED",
+            "state_reason": "None",
+            "nodes": "node1",
+            "gres_detail": [],
+        },
+    ],
+}
+SINFO = {
+    "nodes": [
+        {
+            "name": "node2",
+            "address": "10.123.0.12",
+            "state": "mixed",
+            "gres": "gpu:4",
+            "gres_used": "gpu:1(IDX:3)",
+        },
+        {
+            "name": "node1",
+            "address": "10.123.0.11",
+            "state": "idle",
+            "gres": "gpu:4",
+            "gres_used": "gpu:0(IDX:N/A)",
+        },
+        {
+            "name": "node1",
+            "address": "10.123.0.11",
+            "state": "idle",
+            "gres": "gpu:4",
+            "gres_used": "gpu:0(IDX:N/A)",
+        },
+        {"name": "cpu1", "hostname": "cpu1.lab", "state": "down", "gres": "", "gres_used": ""},
+    ]
+}
+
+
+def test_squeue_rows_name_box_node_gpus_and_the_pending_reason() -> None:
+    jobs = {j.job_id: j for j in slurmjobs.jobs(SQUEUE)}
+    assert set(jobs) == {11, 12, 14, 15}  # "train" is no box
+    running, pending = jobs[11], jobs[12]
+    assert (running.box, running.user, running.node, running.gpus, running.status) == (
+        "default",
+        "dbxhu1",
+        "node2",
+        (3,),
+        "running",
+    )
+    assert running.reason == "" and running.started == 1764560001 and running.time_limit == 480
+    assert (pending.status, pending.reason, pending.node, pending.gpus, pending.started) == (
+        "pending",
+        "QOSMaxGRESPerUser",
+        None,
+        (),
+        None,
+    )
+    assert jobs[14].gpus == (0, 2, 3)
+    assert not jobs[15].alive and running.alive and pending.alive
+    assert len(slurmjobs.jobs(SQUEUE, devbox_only=False)) == 5
+
+
+def test_a_job_of_another_user_named_like_a_box_is_not_theirs() -> None:
+    assert slurmjobs.box_of("devbox-alice-x", "bob") is None
+    assert slurmjobs.box_of("devbox-alice-", "alice") is None
+    assert slurmjobs.box_of("devbox-alice-my-box", "alice") == "my-box"
+
+
+@pytest.mark.parametrize(
+    ("text", "indices"),
+    [
+        ("gpu:1(IDX:0)", (0,)),
+        ("gpu:2(IDX:0-1)", (0, 1)),
+        ("gpu:a100:3(IDX:0,2-3)", (0, 2, 3)),
+        ("gpu:0(IDX:N/A)", ()),
+        ("gpu:2(IDX:0-1),shard:2(IDX:N/A)", (0, 1)),
+        ("", ()),
+    ],
+)
+def test_gpu_indices(text: str, indices: tuple[int, ...]) -> None:
+    assert slurmjobs.gpu_indices(text) == indices
+
+
+def test_sinfo_rows_once_per_node_with_address_and_gpus() -> None:
+    nodes = slurmjobs.nodes(SINFO)
+    assert [n.name for n in nodes] == ["cpu1", "node1", "node2"]
+    cpu1, node1, node2 = nodes
+    assert (node1.address, node1.gpus, node1.gpus_used, node1.state) == ("10.123.0.11", 4, (), "idle")
+    assert (node2.gpus_used, node2.state) == ((3,), "mixed")
+    assert (cpu1.address, cpu1.gpus) == ("cpu1.lab", 0)
+    assert slurmjobs.gpu_count("gpu:a100:4(S:0-1),gpu:t4:2") == 6
+
+
+def test_garbage_reads_as_nothing() -> None:
+    assert slurmjobs.jobs(None) == [] and slurmjobs.jobs({"jobs": [1, {"name": "x"}]}) == []
+    assert slurmjobs.nodes({"nodes": "x"}) == []
+
+
+def test_newer_releases_numbers_and_state_lists_are_read() -> None:
+    item = {
+        "job_id": {"set": True, "number": 7},
+        "name": "devbox-a-b",
+        "user_name": "a",
+        "job_state": ["PENDING"],
+        "state_reason": "Resources",
+        "time_limit": {"set": False, "infinite": True, "number": 0},
+    }
+    job = slurmjobs.job_from_json(item)
+    assert job is not None and (job.job_id, job.state, job.time_limit) == (7, "PENDING", None)
+
+
+@pytest.mark.skipif(not FIXTURES.is_dir(), reason="tests/fixtures/slurm not there yet")
+def test_the_test_beds_captured_json_parses() -> None:
+    squeue = json.loads((FIXTURES / "squeue.json").read_text())
+    sinfo = json.loads((FIXTURES / "sinfo.json").read_text())
+    assert all(j.job_id > 0 for j in slurmjobs.jobs(squeue, devbox_only=False))
+    nodes = slurmjobs.nodes(sinfo)
+    assert nodes and all(n.gpus == 4 and n.address for n in nodes)
+
+
+def test_qos_lines() -> None:
+    rows = slurmjobs.qos_rows("normal|gres/gpu=2,cpu=16|4\nlong||\n\n")
+    assert rows[0].max_gpus_per_user == 2 and rows[0].max_jobs_per_user == 4
+    assert rows[0].max_tres_per_user["cpu"] == "16"
+    assert (rows[1].name, rows[1].max_gpus_per_user, rows[1].max_jobs_per_user) == ("long", None, None)
+
+
+# --- host entries ------------------------------------------------------------------------------
+
+
+def _entries(data: dict[str, object]) -> tuple[list[hostentries.HostEntry], list[Problem]]:
+    problems: list[Problem] = []
+    return hostentries.parse_hosts(Document("hosts.yaml", data), (), problems), problems
+
+
+def test_slurm_host_forms() -> None:
+    found, problems = _entries(
+        {
+            "here": "slurm:local",
+            "cluster": "slurm://alice@login1:2222?partition=gpu&time=8:00:00",
+            "plain": "slurm://login2",
+            "gpu2": "ssh://gpu2",
+        }
+    )
+    assert problems == []
+    here, cluster, plain, gpu2 = found
+    assert (here.slurm, here.target, here.url) == (True, None, "slurm:local")
+    assert (cluster.slurm, cluster.target, cluster.port) == (True, "alice@login1", 2222)
+    assert dict(cluster.options) == {"partition": "gpu", "time": "8:00:00"}
+    assert cluster.url == "slurm://alice@login1:2222?partition=gpu&time=8:00:00"
+    assert (plain.target, plain.url) == ("login2", "slurm://login2")
+    assert not gpu2.slurm and gpu2.options == ()
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        ("slurm://", "is not slurm:local or slurm://"),
+        ("slurm:local?time=forever", "is no time Slurm reads"),
+        ("slurm:local?nodes=4", "a Slurm host's options are partition="),
+        ("ssh://gpu2?time=1", "only a Slurm host takes ?options"),
+        ("slurm://-oProxyCommand=x", "is not slurm:local"),
+        ("k8s://x", "over ssh only"),
+    ],
+)
+def test_bad_slurm_entries_say_why(value: str, said: str) -> None:
+    found, problems = _entries({"c": value})
+    assert found == [] and len(problems) == 1 and said in problems[0].message, problems
+
+
+def test_local_cannot_be_a_cluster() -> None:
+    found, problems = _entries({"local": "slurm:local"})
+    assert found == [] and "'local' means this machine's engine" in problems[0].message
+
+
+# --- the job -----------------------------------------------------------------------------------
+
+
+def _request(**kw: object) -> slurmscript.JobRequest:
+    base: dict[str, object] = {
+        "owner": "dbxhu1",
+        "box": "my box",
+        "profile": "/home/dbxhu1/profiles/gpu.yaml",
+        "gpus": 1,
+        "cpus": 2,
+        "memory_mib": 4096,
+        "time": "8:00:00",
+        "up_args": ("-e", "A=b c"),
+    }
+    base.update(kw)
+    return slurmscript.JobRequest(**base)  # type: ignore[arg-type]
+
+
+def test_sbatch_options_carry_the_profile_and_policy() -> None:
+    options = slurmscript.sbatch_options(_request(partition="gpu", qos="devel"))
+    assert options == [
+        "--parsable",
+        "--job-name=devbox-dbxhu1-my box",
+        "--gres=gpu:1",
+        "--cpus-per-task=2",
+        "--mem=4096M",
+        "--time=8:00:00",
+        "--partition=gpu",
+        "--qos=devel",
+    ]
+    bare = slurmscript.sbatch_options(_request(gpus=0, cpus=None, memory_mib=None, time=None))
+    assert bare == ["--parsable", "--job-name=devbox-dbxhu1-my box"]
+    assert slurmscript.cpus_of(1_500_000_000) == 2 and slurmscript.cpus_of(None) is None
+    assert slurmscript.mib_of(4 * 2**30) == 4096 and slurmscript.mib_of(2**20 + 1) == 2
+
+
+def test_the_submit_command_makes_the_jobs_folder() -> None:
+    command = slurmscript.submit_command(_request())
+    assert command[:2] == ["sh", "-c"] and "mkdir -p" in command[2] and "exec sbatch" in command[2]
+    assert command[4:] == slurmscript.sbatch_options(_request())
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="no bash")
+def test_the_job_script_is_valid_bash_traps_term_and_pins_the_gpus(tmp_path: Path) -> None:
+    text = slurmscript.script(_request())
+    path = tmp_path / "job.sh"
+    path.write_text(text)
+    assert subprocess.run(["bash", "-n", str(path)], check=False).returncode == 0
+    assert "trap stop TERM INT" in text and "unset DEVBOX_USER" in text
+    assert 'devbox down "$box" --host local --yes' in text
+    assert '--gpus "device=$gpus"' in text and "SLURM_JOB_GPUS" in text
+    assert "box='my box'" in text and "'A=b c'" in text
+    assert "up /home/dbxhu1/profiles/gpu.yaml --host local --recreate --json" in text
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="no bash")
+def test_the_job_script_runs_up_then_follows_the_box_and_removes_it_on_term(tmp_path: Path) -> None:
+    """The script against a stand-in devbox: up with the job's GPUs, then it waits on the box;
+    TERM runs `down`."""
+    log = tmp_path / "calls"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "devbox"
+    fake.write_text(
+        f"""#!/bin/sh
+echo "$*" >>{log}
+case "$1" in
+  up) echo '{{"name": "x", "status": "running"}}' ;;
+  logs) sleep 30 ;;
+  info) echo '{{"status": "running"}}' ;;
+esac
+"""
+    )
+    fake.chmod(0o755)
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".cache" / "devbox" / "slurm").mkdir(parents=True)
+    script = tmp_path / "job.sh"
+    script.write_text(slurmscript.script(_request()))
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(home), "SLURM_JOB_ID": "42", "SLURM_JOB_GPUS": "2"}
+    proc = subprocess.Popen(
+        ["bash", str(script)], env=env, stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    import time
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and "logs" not in (log.read_text() if log.exists() else ""):
+        time.sleep(0.1)
+    proc.terminate()
+    try:
+        out, _ = proc.communicate(timeout=10)
+    finally:
+        # Slurm ends the job's other processes (the stand-in `devbox logs`); here, this test does.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    calls = log.read_text().splitlines()
+    assert calls[0].startswith("up /home/dbxhu1/profiles/gpu.yaml --host local") and calls[0].endswith(
+        "--gpus device=2"
+    )
+    assert calls[1].startswith("logs my box --host local --follow")
+    assert calls[-1] == "down my box --host local --yes --json"
+    assert proc.returncode == 143
+    assert slurmscript.UP_DONE + "0" in out
+    assert json.loads((home / ".cache/devbox/slurm/42.json").read_text())["name"] == "x"
+
+
+def test_a_gpu_list_is_refused_on_slurm() -> None:
+    from devbox.ops import slurmbox
+    from devbox.ops.hosts import Host
+
+    cluster = Host("c", None, None, "hosts.yaml", slurm=True)
+    rendered = {"name": "b", "owner": "o", "gpu_request": {"kind": "devices", "devices": ["0"]}}
+    with pytest.raises(InvalidInput) as caught:
+        slurmbox._request(cluster, rendered, "p", [], "/")
+    assert "gpus: N" in (caught.value.problems[0].hint or "")
+
+
+# --- the verbs against a stand-in cluster (slurm.run and the render call replaced) -------------
+
+
+class _Cluster:
+    """A queue that never starts anything: squeue says PENDING with `reason` for each job."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        self.jobs: dict[int, str] = {}
+        self.calls: list[list[str]] = []
+        self.scripts: list[str] = []
+
+    def run(self, cluster: object, argv: list[str], stdin: str | None = None, timeout: float = 0) -> str:
+        self.calls.append(argv)
+        if argv[:2] == ["sh", "-c"] and "sbatch" in argv[2]:
+            job_id = 100 + len(self.jobs)
+            name = next(a.split("=", 1)[1] for a in argv if a.startswith("--job-name="))
+            self.jobs[job_id] = name
+            self.scripts.append(stdin or "")
+            return f"{job_id}\n"
+        if argv[0] == "scancel":
+            self.jobs.pop(int(argv[1]), None)
+            return ""
+        queue = {
+            "jobs": [
+                {
+                    "job_id": i,
+                    "name": n,
+                    "user_name": "alice",
+                    "job_state": "PENDING",
+                    "state_reason": self.reason,
+                }
+                for i, n in self.jobs.items()
+            ]
+        }
+        if argv[:2] == ["sh", "-c"] and "squeue" in argv[2]:
+            return "alice\n" + json.dumps(queue)
+        if argv[0] == "squeue":
+            return json.dumps(queue)
+        return ""
+
+
+RENDERED = {
+    "name": "train",
+    "owner": "alice",
+    "gpu_request": {"kind": "count", "count": 2, "devices": []},
+    "memory": 8 * 2**30,
+    "nano_cpus": 4 * 10**9,
+    "labels": {"devbox.profile": "/home/alice/train.yaml"},
+}
+
+
+@pytest.fixture
+def stand_in(monkeypatch: pytest.MonkeyPatch) -> _Cluster:
+    from devbox.ops import slurm
+
+    fake = _Cluster("QOSMaxGRESPerUser")
+    monkeypatch.setattr(slurm, "run", fake.run)
+    return fake
+
+
+def _cluster() -> object:
+    from devbox.ops.hosts import Host
+
+    return Host("gpucluster", None, None, "hosts.yaml", slurm=True, options=(("time", "2:00:00"),))
+
+
+def test_up_no_wait_submits_the_job_and_says_pending(stand_in: _Cluster) -> None:
+    from devbox.ops import slurmbox
+    from devbox.ops.reporter import QuietReporter
+
+    data = slurmbox.up(
+        _cluster(), dict(RENDERED), "train", [], "/home/alice", QuietReporter(), False, True, None
+    )  # type: ignore[arg-type]
+    assert (data["status"], data["job_id"], data["reason"], data["node"]) == (
+        "pending",
+        100,
+        "QOSMaxGRESPerUser",
+        None,
+    )
+    assert (data["name"], data["host"], data["owner"], data["action"]) == (
+        "train",
+        "gpucluster",
+        "alice",
+        "created",
+    )
+    submit = next(c for c in stand_in.calls if "sbatch" in " ".join(c))
+    assert "--gres=gpu:2" in submit and "--cpus-per-task=4" in submit and "--mem=8192M" in submit
+    assert "--time=2:00:00" in submit and "--job-name=devbox-alice-train" in submit
+    assert "up /home/alice/train.yaml --host local" in stand_in.scripts[0]
+    # A second up finds the same job: nothing new is submitted.
+    again = slurmbox.up(
+        _cluster(), dict(RENDERED), "train", [], "/home/alice", QuietReporter(), False, True, None
+    )  # type: ignore[arg-type]
+    assert again["job_id"] == 100 and again["action"] == "existing" and len(stand_in.scripts) == 1
+
+
+def test_up_wait_timeout_cancels_and_names_the_reason(
+    stand_in: _Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from devbox.errors import NoCapacity
+    from devbox.ops import slurmbox
+
+    said: list[str] = []
+
+    class Steps:
+        def step(self, text: str) -> None:
+            said.append(text)
+
+    monkeypatch.setattr(slurmbox.time, "sleep", lambda s: None)
+    with pytest.raises(NoCapacity) as caught:
+        slurmbox.up(_cluster(), dict(RENDERED), "train", [], "/", Steps(), False, False, 0.0)  # type: ignore[arg-type]
+    assert "QOSMaxGRESPerUser" in caught.value.message and "cancelled" in caught.value.message
+    assert ["scancel", "100"] in stand_in.calls and stand_in.jobs == {}
+    assert any("pending: QOSMaxGRESPerUser" in s for s in said)
+
+
+def test_down_of_a_pending_box_cancels_its_job(stand_in: _Cluster) -> None:
+    from devbox.ops import slurmbox
+    from devbox.ops.reporter import QuietReporter
+
+    slurmbox.up(_cluster(), dict(RENDERED), "train", [], "/", QuietReporter(), False, True, None)  # type: ignore[arg-type]
+    gone = slurmbox.down(_cluster(), "train", False)  # type: ignore[arg-type]
+    assert gone["removed"] and gone["job_id"] == 100 and gone["node"] is None
+    again = slurmbox.down(_cluster(), "train", False)  # type: ignore[arg-type]
+    assert not again["removed"] and again["job_id"] is None  # as anywhere: gone is no error
+
+
+def test_unenforced_limits() -> None:
+    qos = slurmjobs.Qos("normal", {"gres/gpu": "2"}, None)
+    assert slurmjobs.unenforced(2, None, qos) == []
+    found = slurmjobs.unenforced(4, 3, qos)
+    assert "MaxTRESPerUser=gres/gpu=4" in found[0][1] and "MaxJobsPerUser=3" in found[1][1]
+    assert "sets no GPU limit" in slurmjobs.unenforced(1, None, None)[0][0]
+
+
+def test_a_node_is_reached_at_slurms_address_through_the_login_node() -> None:
+    from devbox.ops import remote, slurm
+    from devbox.ops.hosts import Host
+
+    known = slurmjobs.nodes(SINFO)
+    remote_cluster = Host("c", "alice@login1", 2222, "policy", slurm=True)
+    node = slurm.node_host(remote_cluster, "node2", known)
+    assert (node.name, node.target, node.port, node.jump) == (
+        "c",
+        "alice@10.123.0.12",
+        None,
+        "alice@login1:2222",
+    )
+    argv = remote.ssh_argv(node, ["devbox", "info", "b", "--host", "local", "--json"])
+    assert argv[argv.index("-J") + 1] == "alice@login1:2222" and "alice@10.123.0.12" in argv
+    here = slurm.node_host(Host("c", None, None, "policy", slurm=True), "node1", known)
+    assert (here.target, here.jump) == ("10.123.0.11", None)
+    assert slurm.node_host(Host("c", None, None, "policy", slurm=True), "gone", known).target == "gone"
+    assert not Host("c", None, None, "policy", slurm=True).local
+    assert slurm.login(remote_cluster) == Host("c", "alice@login1", 2222, "policy")
+
+
+def test_a_login_node_command_goes_over_ssh(monkeypatch: pytest.MonkeyPatch) -> None:
+    from devbox.ops import slurm
+    from devbox.ops.hosts import Host
+
+    ran: list[list[str]] = []
+
+    def fake(argv: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+        ran.append(argv)
+        return subprocess.CompletedProcess(argv, 0, "dbxhu1\n" + json.dumps(SQUEUE), "")
+
+    monkeypatch.setattr(slurm.subprocess, "run", fake)
+    user, jobs = slurm.whoami_and_jobs(Host("c", "login1", None, "policy", slurm=True))
+    assert user == "dbxhu1" and len(jobs) == 4
+    assert (
+        ran[0][0] == "ssh" and ran[0][-2] == "login1" and ran[0][-1] == "sh -c 'id -un && exec squeue --json'"
+    )
+
+
+def test_slurm_errors_name_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    from devbox.errors import DevboxError, EngineUnreachable
+    from devbox.ops import slurm
+    from devbox.ops.hosts import Host
+
+    def missing(argv: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+        raise FileNotFoundError(argv[0])
+
+    monkeypatch.setattr(slurm.subprocess, "run", missing)
+    with pytest.raises(EngineUnreachable) as caught:
+        slurm.jobs(Host("c", None, None, "policy", slurm=True))
+    assert "squeue is not installed on this machine" in caught.value.message
+
+    def refused(argv: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+        return subprocess.CompletedProcess(
+            argv, 1, "", "sbatch: error: Invalid account or account/partition combination specified\n"
+        )
+
+    monkeypatch.setattr(slurm.subprocess, "run", refused)
+    with pytest.raises(DevboxError) as failed:
+        slurm.submit(Host("c", None, None, "policy", slurm=True), ["sbatch"], "#!/bin/sh\n")
+    assert "Invalid account" in failed.value.message and "sacctmgr" in (failed.value.hint or "")
+
+
+def test_the_fast_up_reads_the_queue_flags() -> None:
+    from devbox.cli import fast
+
+    parsed = fast._up_args(["up", "nb", "--host", "c", "--no-wait", "--wait-timeout", "30"])
+    assert parsed is not None and parsed["no_wait"] is True and parsed["wait_timeout"] == 30.0
+    plain = fast._up_args(["up", "nb"])
+    assert plain is not None and plain["no_wait"] is False and plain["wait_timeout"] is None
+    assert fast._up_args(["up", "--wait-timeout", "soon"]) is None  # typer says what a number is
+
+
+def test_the_queue_flags_are_refused_off_slurm() -> None:
+    from devbox.cli import onslurm
+
+    with pytest.raises(InvalidInput) as caught:
+        onslurm.refuse_flags(True, None)
+    assert "--no-wait applies to a Slurm host only" in caught.value.message
+    onslurm.refuse_flags(False, None)
