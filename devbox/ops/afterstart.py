@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Literal
 
 from devbox.box.resolved import Resolved
+from devbox.box.spec import protocol_user
 from devbox.box.state import Box
 from devbox.engine.base import Engine
 from devbox.ops.reporter import Reporter
@@ -33,3 +34,19 @@ def after_start(engine: Engine, box: Box, resolved: Resolved, reporter: Reporter
 
         warnings += startcommands.run(engine, box, resolved, reporter, event)
     return warnings
+
+
+def box_user(resolved: Resolved) -> str:
+    """Whom commands devbox runs in the box run as ("" = the image's own user).
+
+    In lab mode always the caller, as `devbox exec` does: the box's environment is theirs to set.
+    A devbox-protocol box starts as root and drops to its user: as that user too (by number, else
+    by the name it was told to create), so environments and what postCreateCommand writes are
+    theirs, never root's. Any other box: its `--user`.
+    """
+    spec = resolved.spec
+    if resolved.settings.lab:
+        return f"{resolved.settings.uid}:{resolved.settings.gid}"
+    if spec.protocol:
+        return protocol_user(spec.env) or spec.env.get("DEVBOX_USER_NAME", "") or spec.user or ""
+    return spec.user or ""

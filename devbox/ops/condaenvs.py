@@ -25,7 +25,7 @@ from devbox.box.resolved import Resolved
 from devbox.box.state import Box
 from devbox.engine.base import Engine
 from devbox.errors import DevboxError
-from devbox.ops.afterstart import Event
+from devbox.ops.afterstart import Event, box_user
 from devbox.ops.reporter import Reporter
 from devbox.profile import environments as envkey
 from devbox.profile.model import EnvironmentFile
@@ -84,13 +84,6 @@ def _sh(
     engine: Engine, box: Box, user: str, script: str, env: dict[str, str] | None = None
 ) -> tuple[int, str]:
     return engine.exec(box.id, ["/bin/sh", "-c", script], user=user, env=env)
-
-
-def box_user(resolved: Resolved) -> str:
-    """Who the box's commands run as: its user, as `devbox exec` runs them."""
-    if resolved.settings.lab:
-        return f"{resolved.settings.uid}:{resolved.settings.gid}"
-    return resolved.spec.user or boxspec.protocol_user(resolved.spec.env) or ""
 
 
 def find_installer(engine: Engine, box: Box, user: str) -> str | None:

@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import Any
 
 from devbox.box.spec import ContainerSpec
-from devbox.errors import DevboxError, InvalidInput, NoCapacity, Origin, Problem
+from devbox.errors import DevboxError, Interrupted, InvalidInput, NoCapacity, Origin, Problem
 from devbox.ops import remote, slurm, slurmscript
 from devbox.ops.hosts import Host
 from devbox.ops.reporter import Reporter
@@ -213,12 +213,34 @@ def up(
     else:
         job_id, action = job.job_id, "existing"
         steps.step(f"{job_name(user, box)} is job {job_id} ({job.status})")
-    job, answer = wait(cluster, user, box, job_id, steps, no_wait, wait_timeout)
+    try:
+        job, answer = wait(cluster, user, box, job_id, steps, no_wait, wait_timeout)
+    except KeyboardInterrupt:
+        raise _interrupted(cluster, box, job_id, action == "created") from None
     if answer is None:
         return {**row(cluster, job), "action": action}
     if set(answer) == {"error"} and isinstance(answer["error"], dict):
         raise remote.error_from_json(f"{cluster.name} ({job.node})", answer["error"])
     return {**node_info(cluster, job, fallback=answer), "action": action}
+
+
+def _interrupted(cluster: Host, box: str, job_id: int, ours: bool) -> Interrupted:
+    """Ctrl-C while `up` waited: a job this `up` submitted is cancelled (the user gave up on
+    it, as --wait-timeout does: nothing left queued to start a box nobody waits for); a job it
+    found is left as it was."""
+    if not ours:
+        return Interrupted(
+            f"interrupted: job {job_id} of box '{box}' is still queued or running on {cluster.name}",
+            f"devbox down {box} --host {cluster.name} cancels it",
+        )
+    try:
+        slurm.cancel(cluster, job_id)
+    except DevboxError as exc:
+        return Interrupted(
+            f"interrupted; job {job_id} could not be cancelled: {exc.message}",
+            f"devbox down {box} --host {cluster.name}, or scancel {job_id} on the login node",
+        )
+    return Interrupted(f"interrupted: job {job_id} of box '{box}' cancelled on {cluster.name}")
 
 
 def node_info(cluster: Host, job: Job, fallback: dict[str, Any] | None = None) -> dict[str, Any]:

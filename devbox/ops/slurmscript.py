@@ -73,18 +73,45 @@ def submit_command(req: JobRequest) -> list[str]:
     return ["sh", "-c", shell, "sh", *sbatch_options(req)]
 
 
+def _one_line(text: str) -> str:
+    """`text` fit for a comment line of the script (no line break ends the comment)."""
+    return " ".join(text.split())
+
+
+def _gpus_lines(count: int) -> str:
+    """The script's lines that set `gpus`: the job's GPUs (host indices), or none.
+
+    Only what Slurm gave this job: without a GPU asked for, an exported CUDA_VISIBLE_DEVICES
+    must not give the box GPUs Slurm counts as free; with GPUs asked for and none given, the
+    node's devbox must not pick its own.
+    """
+    if not count:
+        return "gpus="
+    return f"""gpus=${{SLURM_JOB_GPUS:-${{CUDA_VISIBLE_DEVICES:-}}}}
+if [ -z "$gpus" ]; then
+  echo "devbox-slurm: the job asked for {count} GPU(s) but Slurm gave it none (no SLURM_JOB_GPUS)" |
+    tee "$answer"
+  exit 1
+fi"""
+
+
 def script(req: JobRequest) -> str:
     """The batch script (bash) of a box's job."""
     q = shlex.quote
     up = ["up", req.profile, "--host", "local", "--recreate", "--json", "--progress", "plain", *req.up_args]
     return f"""#!/bin/bash
-# devbox {__version__}: {req.owner}'s box {req.box} as a Slurm job (devbox help slurm). Made by devbox.
+# devbox {__version__}: {_one_line(req.owner)}'s box {_one_line(req.box)} as a Slurm job.
+# Made by devbox (devbox help slurm).
 set -u
 # Identity is Slurm's: the box belongs to the job's user (munge), never to a DEVBOX_USER sbatch exported.
 unset DEVBOX_USER
+# Nor to the LOGNAME or USER it exported (devbox reads its login name from them first): the
+# job runs as its user's uid, and that uid's name is the owner.
+me=$(id -un) || exit 1
+export LOGNAME="$me" USER="$me"
 box={q(req.box)}
 answer="{JOBS_DIR}/$SLURM_JOB_ID.json"
-gpus=${{SLURM_JOB_GPUS:-${{CUDA_VISIBLE_DEVICES:-}}}}
+{_gpus_lines(req.gpus)}
 # scancel and the time limit send TERM: the box goes with its job (the Epilog removes what a
 # KILL leaves). The trap runs at once because every wait below is on a background child.
 stop() {{
@@ -94,7 +121,7 @@ stop() {{
 }}
 trap stop TERM INT
 args=({" ".join(q(a) for a in up)})
-if [ -n "$gpus" ]; then args+=(--gpus "device=$gpus"); fi
+if [ -n "$gpus" ]; then args+=(--gpus "device=$gpus"); else args+=(--gpus none); fi
 echo "devbox-slurm: job $SLURM_JOB_ID on $(hostname) GPUs ${{gpus:-none}}"
 devbox "${{args[@]}}" >"$answer.new" &
 wait $!

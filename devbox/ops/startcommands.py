@@ -10,21 +10,11 @@ from __future__ import annotations
 import shlex
 
 from devbox.box.resolved import Resolved
-from devbox.box.spec import protocol_user
 from devbox.box.state import Box
 from devbox.engine.base import Engine
-from devbox.ops.afterstart import Event
+from devbox.ops.afterstart import Event, box_user
 from devbox.ops.reporter import Reporter
 from devbox.profile.model import StartCommand
-
-
-def box_user(resolved: Resolved) -> str:
-    """Whom commands in the box run as: the user a devbox image drops to, else the box's `--user`
-    (empty: the image's own user)."""
-    spec = resolved.spec
-    if spec.protocol:
-        return protocol_user(spec.env) or spec.env.get("DEVBOX_USER_NAME", "") or spec.user or ""
-    return spec.user or ""
 
 
 def argv_of(command: StartCommand) -> list[str]:

@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from devbox.errors import InvalidInput, Origin, Problem
-from devbox.profile import files
-from devbox.profile.yamlsrc import MAX_DEPTH, MAX_VALUES, Document, KeyPath
+from devbox.profile.yamlsrc import MAX_DEPTH, MAX_VALUES, Document, KeyPath, read_source
 
 _NUMBER_RE = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?")
 _ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
@@ -228,11 +227,4 @@ def load_text(text: str, source: str) -> Document:
 
 def load_file(path: Path) -> Document:
     """Read and parse a JSONC file; an unreadable or non-UTF-8 file raises InvalidInput naming it."""
-    try:
-        text = files.read_text(str(path))
-    except ValueError as exc:
-        raise InvalidInput(
-            f"cannot read {files.shown(str(path))}",
-            [Problem(Origin(files.shown(str(path))), f"the file {exc}")],
-        ) from None
-    return load_text(text, str(path))
+    return load_text(read_source(path), str(path))

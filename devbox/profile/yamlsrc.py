@@ -197,16 +197,20 @@ def load_text(text: str, source: str) -> Document:
             loader.dispose()
 
 
-def load_file(path: Path) -> Document:
-    """Read and parse a YAML file; an unreadable, non-UTF-8 or too big file raises InvalidInput naming it."""
+def read_source(path: Path) -> str:
+    """The text of a profile-like file; an unreadable, non-UTF-8 or too big one raises InvalidInput."""
     try:
-        text = files.read_text(str(path))
+        return files.read_text(str(path))
     except ValueError as exc:
         raise InvalidInput(
             f"cannot read {files.shown(str(path))}",
             [Problem(Origin(files.shown(str(path))), f"the file {exc}")],
         ) from None
-    return load_text(text, str(path))
+
+
+def load_file(path: Path) -> Document:
+    """Read and parse a YAML file; an unreadable, non-UTF-8 or too big file raises InvalidInput naming it."""
+    return load_text(read_source(path), str(path))
 
 
 def _mark(node: yaml.Node) -> tuple[int, int]:

@@ -27,10 +27,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -256,27 +256,37 @@ def hosts_session() -> Iterator[Bed]:
     absent = [i for i in IMAGES if docker("image", "inspect", i, check=False).returncode != 0]
     if absent:
         _unusable(f"{', '.join(absent)} missing: run scripts/build-images")
-    # One run at a time owns the test hosts (`down` would pull them from under another); and no
-    # lab test may turn this machine's lab mode on meanwhile (/etc/devbox is the whole machine's,
-    # and the hosts share the filesystem: see write_etc_wrapper in scripts/test-hosts).
+    yield from bed_session(SCRIPT, ["up", str(len(HOSTS))], "test hosts", Bed)
+
+
+B = TypeVar("B", bound="Bed")
+
+
+def bed_session(
+    script: Path, up_args: list[str], what: str, make: Callable[[], B], timeout: float = UP_TIMEOUT_S
+) -> Iterator[B]:
+    """`script up`, the bed made by `make`, `script down` afterwards: under the hosts' lock
+    (one run at a time owns the test hosts: `down` would pull them from under another) and the
+    lab's (no lab test may turn this machine's lab mode on meanwhile: /etc/devbox is the whole
+    machine's, and the hosts share the filesystem: see write_etc_wrapper in scripts/test-hosts).
+    A failed `up` is undone with `down` before the test fails."""
     with host_lock(LOCK), host_lock(LAB_LOCK):
         env = {**os.environ, "PYTHON": sys.executable}
         started = time.monotonic()
-        argv = [str(SCRIPT), "up", str(len(HOSTS))]
-        up = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=UP_TIMEOUT_S)
+        up = subprocess.run([str(script), *up_args], env=env, capture_output=True, text=True, timeout=timeout)
         if up.returncode != 0:
-            subprocess.run([str(SCRIPT), "down"], capture_output=True, timeout=300)
-            pytest.fail(f"scripts/test-hosts up failed:\n{up.stdout}{up.stderr}", pytrace=False)
-        print(f"\ntest hosts up in {time.monotonic() - started:.1f} s")
-        bed = Bed()
+            subprocess.run([str(script), "down"], capture_output=True, timeout=300)
+            pytest.fail(f"{script.relative_to(REPO)} up failed:\n{up.stdout}{up.stderr}", pytrace=False)
+        print(f"\n{what} up in {time.monotonic() - started:.1f} s")
+        bed = make()
         bed.remember_files()
         try:
             yield bed
         finally:
             started = time.monotonic()
-            down = subprocess.run([str(SCRIPT), "down"], capture_output=True, text=True, timeout=300)
-            assert down.returncode == 0, f"scripts/test-hosts down failed:\n{down.stderr}"
-            print(f"\ntest hosts down in {time.monotonic() - started:.1f} s")
+            down = subprocess.run([str(script), "down"], capture_output=True, text=True, timeout=300)
+            assert down.returncode == 0, f"{script.relative_to(REPO)} down failed:\n{down.stderr}"
+            print(f"\n{what} down in {time.monotonic() - started:.1f} s")
 
 
 def one_test(bed: Bed) -> Iterator[Bed]:

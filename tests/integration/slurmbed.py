@@ -18,19 +18,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from tests.integration.hostsbed import LOCK as HOSTS_LOCK
-from tests.integration.hostsbed import Bed, _unusable
-from tests.integration.labhost import HOST_LOCK as LAB_LOCK
-from tests.integration.labhost import host_lock
+from tests.integration.hostsbed import Bed, _unusable, bed_session
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "test-slurm"
@@ -117,24 +111,7 @@ def slurm_session() -> Iterator[SlurmBed]:
     the test hosts too), under the hosts' and the lab's locks, and down afterwards."""
     if os.geteuid() != 0:
         _unusable("the test cluster needs root (daemons, network namespaces, test accounts)")
-    with host_lock(HOSTS_LOCK), host_lock(LAB_LOCK):
-        env = {**os.environ, "PYTHON": sys.executable}
-        started = time.monotonic()
-        argv = [str(SCRIPT), "up"]
-        up = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=UP_TIMEOUT_S)
-        if up.returncode != 0:
-            subprocess.run([str(SCRIPT), "down"], capture_output=True, timeout=300)
-            pytest.fail(f"scripts/test-slurm up failed:\n{up.stdout}{up.stderr}", pytrace=False)
-        print(f"\ntest Slurm up in {time.monotonic() - started:.1f} s")
-        bed = SlurmBed()
-        bed.remember_files()
-        try:
-            yield bed
-        finally:
-            started = time.monotonic()
-            down = subprocess.run([str(SCRIPT), "down"], capture_output=True, text=True, timeout=300)
-            assert down.returncode == 0, f"scripts/test-slurm down failed:\n{down.stderr}"
-            print(f"\ntest Slurm down in {time.monotonic() - started:.1f} s")
+    yield from bed_session(SCRIPT, ["up"], "test Slurm", SlurmBed, UP_TIMEOUT_S)
 
 
 def one_test(bed: SlurmBed) -> Iterator[SlurmBed]:

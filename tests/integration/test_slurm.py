@@ -332,3 +332,42 @@ def test_rebuild_resubmits_and_up_again_finds_the_running_box(bed: SlurmBed) -> 
     assert [(r["name"], r["job_id"]) for r in rows] == [("r0", rebuilt["job_id"])]
     boxes = _wait_boxes(bed, 1)
     assert list(boxes) == [rebuilt["job_id"]]
+
+
+def test_an_exported_login_name_does_not_make_the_box_anothers(bed: SlurmBed) -> None:
+    """sbatch exports the submitter's environment into the job: dbxhu1 with LOGNAME=USER=dbxhu2
+    still gets a box of dbxhu1's on the node (the job's uid decides), never one of dbxhu2's."""
+    profile = bed.write_profile(USER1, "who", GPU_BOX)
+    fake = ["env", f"LOGNAME={USER2}", f"USER={USER2}", f"DEVBOX_USER={USER2}"]
+    up = bed.run(USER1, *fake, "devbox", "up", str(profile), "--host", "slurm", "--json", timeout=300)
+    box = _json(up)
+    assert up.returncode == 0 and (box["owner"], box["container"]) == (USER1, "devbox-dbxhu1-who"), box
+    made = [c for c in _node_containers(bed, box["node"]) if c["Config"]["Labels"]["devbox.box"] == "who"]
+    assert [c["Config"]["Labels"]["devbox.owner"] for c in made] == [USER1]
+    assert [r["owner"] for r in _rows(bed, USER1) if r["name"] == "who"] == [USER1]
+    gone = bed.devbox_json(USER1, "down", "who", timeout=180)
+    assert gone["removed"] and not gone.get("warnings"), gone
+    assert not [c for c in _node_containers(bed, box["node"]) if c["Config"]["Labels"]["devbox.box"] == "who"]
+
+
+def test_a_cluster_reached_through_its_login_node_over_ssh(bed: SlurmBed) -> None:
+    """`slurm://user@login`: sbatch, squeue and scancel run on the login node h1 over ssh, and the
+    box's node is reached through it (ssh -J): up, ls, info, down."""
+    hosts = bed.home(USER1) / ".config" / "devbox" / "hosts.yaml"
+    original = hosts.read_text()
+    hosts.write_text(original + f"viah1: slurm://{USER1}@h1\n")
+    try:
+        profile = bed.write_profile(USER1, "remote", GPU_BOX)
+        box = bed.devbox_json(USER1, "up", str(profile), "--host", "viah1", timeout=300)
+        assert (box["status"], box["host"], box["owner"]) == ("running", "viah1", USER1), box
+        assert box["node"] in NODES and len(box["gpus"]) == 1, box
+        rows = bed.devbox_json(USER1, "ls", "--host", "viah1")
+        assert [(r["name"], r["node"], r["gpus"]) for r in rows] == [("remote", box["node"], box["gpus"])]
+        info = bed.devbox_json(USER1, "info", "remote", "--host", "viah1")
+        assert (info["status"], info["node"], info["job_id"]) == ("running", box["node"], box["job_id"])
+        gone = bed.devbox_json(USER1, "down", "remote", "--host", "viah1", timeout=180)
+        assert gone["removed"] and gone["job_id"] == box["job_id"] and not gone.get("warnings"), gone
+        assert not _node_containers(bed, box["node"])
+        assert bed.devbox_json(USER1, "ls", "--host", "viah1") == []
+    finally:
+        hosts.write_text(original)

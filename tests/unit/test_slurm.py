@@ -576,3 +576,104 @@ def test_the_queue_flags_are_refused_off_slurm() -> None:
         onslurm.refuse_flags(True, None)
     assert "--no-wait applies to a Slurm host only" in caught.value.message
     onslurm.refuse_flags(False, None)
+
+
+def _run_script(
+    tmp_path: Path, req: slurmscript.JobRequest, env: dict[str, str]
+) -> tuple[int, list[str], str]:
+    """The job script run to its end against a stand-in devbox whose box stops at once:
+    (exit status, the devbox calls with the identity each saw, the answer file's text)."""
+    log = tmp_path / "calls"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    fake = bin_dir / "devbox"
+    fake.write_text(
+        f"""#!/bin/sh
+echo "$LOGNAME $USER ${{DEVBOX_USER-unset}}: $*" >>{log}
+case "$1" in
+  up) echo '{{"name": "x", "status": "running"}}' ;;
+  info) echo '{{"status": "exited"}}' ;;
+esac
+"""
+    )
+    fake.chmod(0o755)
+    home = tmp_path / "home"
+    (home / ".cache" / "devbox" / "slurm").mkdir(parents=True, exist_ok=True)
+    script = tmp_path / "job.sh"
+    script.write_text(slurmscript.script(req))
+    base = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(home), "SLURM_JOB_ID": "42"}
+    done = subprocess.run(
+        ["bash", str(script)], env={**base, **env}, capture_output=True, text=True, timeout=30
+    )
+    answer = home / ".cache/devbox/slurm/42.json"
+    calls = log.read_text().splitlines() if log.exists() else []
+    return done.returncode, calls, answer.read_text() if answer.exists() else ""
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="no bash")
+def test_the_node_devbox_runs_as_the_jobs_user_whatever_was_exported(tmp_path: Path) -> None:
+    """sbatch exports the submitter's environment: LOGNAME/USER=bob must not make the box bob's
+    (devbox reads the login name from them before the passwd database)."""
+    import getpass
+    import pwd
+
+    me = pwd.getpwuid(os.getuid()).pw_name
+    assert getpass.getuser()  # the node's devbox asks getpass, which reads LOGNAME first
+    fake = {"LOGNAME": "bob", "USER": "bob", "DEVBOX_USER": "bob", "SLURM_JOB_GPUS": "1"}
+    rc, calls, _ = _run_script(tmp_path, _request(), fake)
+    assert rc == 0 and calls
+    assert all(c.startswith(f"{me} {me} unset: ") for c in calls), calls
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="no bash")
+def test_a_job_without_gpus_gives_its_box_none_whatever_was_exported(tmp_path: Path) -> None:
+    """A job that asked for no GPU holds none: an exported CUDA_VISIBLE_DEVICES must not hand
+    the box GPUs Slurm counts as free, nor may the node's devbox pick the profile's own."""
+    rc, calls, _ = _run_script(tmp_path, _request(gpus=0), {"CUDA_VISIBLE_DEVICES": "0,1,2,3"})
+    assert rc == 0 and calls[0].split(": ", 1)[1].endswith("--gpus none")
+    assert "device=" not in calls[0]
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="no bash")
+def test_a_job_given_no_gpu_it_asked_for_fails_and_says_why(tmp_path: Path) -> None:
+    rc, calls, answer = _run_script(tmp_path, _request(gpus=2), {})
+    assert rc == 1 and calls == []  # no box: the node's devbox would pick GPUs of its own
+    assert "asked for 2 GPU(s) but Slurm gave it none" in answer
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="no bash")
+def test_hostile_names_and_values_stay_words_in_the_job_script(tmp_path: Path) -> None:
+    """Box, profile path and -e values with quotes, $(), backticks and line breaks reach the
+    node's devbox as the same words, and run nothing."""
+    marker = tmp_path / "pwned"
+    evil = f"$(touch {marker})`touch {marker}`'\"\n# x"
+    req = _request(box=f"b{evil}", profile=f"/p a/{evil}.yaml", up_args=("-e", f"K={evil}"))
+    rc, _, _ = _run_script(tmp_path, req, {"SLURM_JOB_GPUS": "0"})
+    assert rc == 0 and not marker.exists()
+    text = (tmp_path / "calls").read_text()
+    assert f"up /p a/{evil}.yaml --host local" in text and f"-e K={evil} --gpus device=0" in text
+
+
+def test_ctrl_c_while_pending_cancels_the_job_up_submitted(
+    stand_in: _Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C while `up` waits: the job it submitted is cancelled (nothing left queued); a job
+    it only found stays, and the message says how to cancel it."""
+    from devbox.errors import Interrupted
+    from devbox.ops import slurmbox
+    from devbox.ops.reporter import QuietReporter
+
+    def ctrl_c(waited: float) -> float:
+        raise KeyboardInterrupt  # pressed while `up` waits between two squeue
+
+    monkeypatch.setattr(slurmbox, "_poll_delay", ctrl_c)
+    with pytest.raises(Interrupted) as caught:
+        slurmbox.up(_cluster(), dict(RENDERED), "train", [], "/", QuietReporter(), False, False, None)  # type: ignore[arg-type]
+    assert "job 100 of box 'train' cancelled" in caught.value.message
+    assert ["scancel", "100"] in stand_in.calls and stand_in.jobs == {}
+    # A job queued by an earlier `up --no-wait`: this `up` waits on it, and Ctrl-C leaves it.
+    slurmbox.up(_cluster(), dict(RENDERED), "train", [], "/", QuietReporter(), False, True, None)  # type: ignore[arg-type]
+    with pytest.raises(Interrupted) as caught:
+        slurmbox.up(_cluster(), dict(RENDERED), "train", [], "/", QuietReporter(), False, False, None)  # type: ignore[arg-type]
+    assert "still queued" in caught.value.message and "devbox down train" in (caught.value.hint or "")
+    assert len(stand_in.jobs) == 1 and stand_in.calls[-1][0] != "scancel"
