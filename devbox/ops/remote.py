@@ -307,16 +307,6 @@ def _ran(
     return ran
 
 
-def _run(
-    host: Host,
-    devbox_args: list[str],
-    timeout: float | None,
-    stdin: bytes | None = None,
-    progress: Callable[[str], None] | None = None,
-) -> Any:
-    return _decode(host, _ran(host, devbox_args, timeout, stdin, progress))
-
-
 def run_json(
     host: Host,
     devbox_args: list[str],
@@ -332,7 +322,7 @@ def run_json(
     server's stderr lines (ssh's own included) as they come."""
     if not host.local:
         ensure_version(host, timeout)
-    return _run(host, devbox_args, timeout, stdin, progress)
+    return _decode(host, _ran(host, devbox_args, timeout, stdin, progress))
 
 
 def same_release(a: str, b: str) -> bool:

@@ -216,31 +216,31 @@ def unenforced(max_gpus: int | None, max_boxes: int | None, qos: Qos | None) -> 
     """(what, fix) for each per-user limit of the lab policy that `qos` (the QOS the cluster's
     jobs run under) does not enforce; on Slurm, Slurm's limits are the ones that hold."""
     name = qos.name if qos is not None else "normal"
+    checks = (
+        (
+            "max_gpus_per_user",
+            max_gpus,
+            qos.max_gpus_per_user if qos is not None else None,
+            "MaxTRESPerUser=gres/gpu=",
+            "GPU",
+        ),
+        (
+            "max_boxes_per_user",
+            max_boxes,
+            qos.max_jobs_per_user if qos is not None else None,
+            "MaxJobsPerUser=",
+            "job",
+        ),
+    )
     found = []
-    has_gpus = qos.max_gpus_per_user if qos is not None else None
-    if max_gpus is not None and has_gpus != max_gpus:
-        said = (
-            f"QOS {name} has MaxTRESPerUser=gres/gpu={has_gpus}"
-            if has_gpus is not None
-            else f"QOS {name} sets no GPU limit"
-        )
+    for key, wanted, has, setting, what in checks:
+        if wanted is None or has == wanted:
+            continue
+        said = f"QOS {name} has {setting}{has}" if has is not None else f"QOS {name} sets no {what} limit"
         found.append(
             (
-                f"the lab policy's max_gpus_per_user is {max_gpus}, but {said}",
-                f"sacctmgr -i modify qos {name} set MaxTRESPerUser=gres/gpu={max_gpus}",
-            )
-        )
-    has_jobs = qos.max_jobs_per_user if qos is not None else None
-    if max_boxes is not None and has_jobs != max_boxes:
-        said = (
-            f"QOS {name} has MaxJobsPerUser={has_jobs}"
-            if has_jobs is not None
-            else f"QOS {name} sets no job limit"
-        )
-        found.append(
-            (
-                f"the lab policy's max_boxes_per_user is {max_boxes}, but {said}",
-                f"sacctmgr -i modify qos {name} set MaxJobsPerUser={max_boxes}",
+                f"the lab policy's {key} is {wanted}, but {said}",
+                f"sacctmgr -i modify qos {name} set {setting}{wanted}",
             )
         )
     return found

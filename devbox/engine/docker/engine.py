@@ -311,13 +311,18 @@ class DockerEngine:
 
     def remove_volume(self, name: str) -> bool:
         """Remove a volume; False if a container still uses it. Gone already is fine."""
+        return self.delete_unless_used(DockerAPI.path("/volumes/{}", name), f"removing volume {name}")
+
+    def delete_unless_used(self, path: str, doing: str) -> bool:
+        """DELETE `path` (a volume, an image), never forced: False when the engine refuses
+        because something uses it (409); gone already (404) is fine."""
         try:
-            self.api.call("DELETE", DockerAPI.path("/volumes/{}", name))
+            self.api.call("DELETE", path)
         except ApiError as exc:
             if exc.status == 409:
                 return False
             if exc.status != 404:
-                raise self.error(exc, f"removing volume {name}") from None
+                raise self.error(exc, doing) from None
         return True
 
     # --- logs and exec ---------------------------------------------------------------------

@@ -17,7 +17,7 @@ from devbox import caller, settings
 from devbox.box import labels
 from devbox.engine.base import BoxFailed, BuiltImage, ImageBuild, PullEvent
 from devbox.engine.docker import buildkit
-from devbox.engine.docker.api import ApiError, DockerAPI
+from devbox.engine.docker.api import DockerAPI
 from devbox.errors import DevboxError
 from devbox.profile import buildcontext
 
@@ -220,11 +220,4 @@ def remove_image(engine: DockerEngine, ref: str) -> bool:
     Never forced: the engine refuses (409) for an image any container, running or not, was
     made from, or an id that more than one tag names. Gone already is fine.
     """
-    try:
-        engine.api.call("DELETE", DockerAPI.path("/images/{}", ref))
-    except ApiError as exc:
-        if exc.status == 409:
-            return False
-        if exc.status != 404:
-            raise engine.error(exc, f"removing image {ref}") from None
-    return True
+    return engine.delete_unless_used(DockerAPI.path("/images/{}", ref), f"removing image {ref}")
