@@ -35,6 +35,7 @@ from devbox.errors import DevboxError
 SHARED_DIR = "/tmp"  # not the caller's TMPDIR: every user's devbox must meet at the same file
 _OPEN = os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _POLL_S = 0.05
+_MADE_JUST_NOW_S = 2.0  # how long another user's new lock file may still be closed to us
 
 
 class LockRefused(DevboxError):
@@ -128,6 +129,11 @@ def _check(fd: int, path: str, trusted: tuple[int, ...], group: int | None) -> N
 
 def _open_existing_or_new(path: str, mode: int) -> tuple[int, bool]:
     """(fd, made) for the file at `path`: the one there, or a new one this call made."""
+    # Another user's devbox makes a shared lock file 0600 and only then opens it to the group
+    # (so nobody opens it before its group is right): while it is that new, EACCES is that
+    # moment, not a hostile file. Measured: two users' first `up`s on a fresh engine hit it
+    # in about half of the tries. A file that stays closed is refused after this wait.
+    opening_until = time.monotonic() + _MADE_JUST_NOW_S
     while True:
         try:
             # No O_CREAT first: with fs.protected_regular, O_CREAT on another user's file in
@@ -138,6 +144,9 @@ def _open_existing_or_new(path: str, mode: int) -> tuple[int, bool]:
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 raise _refuse(path, f"is a symbolic link, made by {_owner_of(path)}") from None
+            if exc.errno == errno.EACCES and time.monotonic() < opening_until:
+                time.sleep(_POLL_S / 5)
+                continue
             if exc.errno == errno.EACCES:
                 raise _refuse(path, f"cannot be opened by you: it belongs to {_owner_of(path)}") from None
             raise _refuse(

@@ -86,7 +86,20 @@ def _wait_rows(bed: SlurmBed, check: Any, timeout: float = 240) -> list[dict[str
         if check(rows):
             return rows
         time.sleep(2)
-    raise AssertionError(f"ls never got there in {timeout:g} s: {json.dumps(rows, indent=1)}")
+    raise AssertionError(f"ls never got there in {timeout:g} s: {_ended_jobs(bed, rows)}{json.dumps(rows)}")
+
+
+def _ended_jobs(bed: SlurmBed, rows: list[dict[str, Any]]) -> str:
+    """The last lines of the output of every job of the test users that `rows` lacks: why a
+    job ended early is in there (its node's `devbox up` error), not in `ls`."""
+    listed = {r["job_id"] for r in rows}
+    said = []
+    for user in (USER1, USER2):
+        for out in sorted((bed.home(user) / ".cache" / "devbox" / "slurm").glob("*.out")):
+            if out.stem.isdecimal() and int(out.stem) not in listed:
+                tail = out.read_text(errors="replace").strip().splitlines()[-4:]
+                said.append(f"job {out.stem} of {user} ended: " + " | ".join(tail))
+    return "".join(line + "\n" for line in said)
 
 
 def _wait_boxes(bed: SlurmBed, wanted: int, timeout: float = 300) -> dict[int, dict[str, Any]]:

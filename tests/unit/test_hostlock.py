@@ -7,12 +7,14 @@ error within the wait allowed, naming who made or holds it, never in a hang.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -158,3 +160,81 @@ def test_an_engine_without_a_local_socket_gets_a_lock_of_the_callers_own(tmp_pat
     with hostlock.engine_lock(host, tmp_path, "placing"):
         assert not os.path.exists(hostlock.engine_lock_path(host))
         assert len(list((tmp_path / "locks").iterdir())) == 1
+
+
+def _another_users_lock_file() -> str:
+    """An engine (socket of group ENGINE_GID in a folder anyone may enter) whose lock file is
+    as another user's devbox leaves it just after making it: 0600, not yet opened to the group."""
+    folder = Path(tempfile.mkdtemp(prefix="devbox-lock-test-", dir="/tmp"))
+    folder.chmod(0o755)
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(folder / "engine.sock"))
+    os.chown(folder / "engine.sock", -1, ENGINE_GID)
+    host = f"unix://{folder / 'engine.sock'}"
+    lock = hostlock.engine_lock_path(host)
+    Path(lock).write_text("")
+    os.chown(lock, OTHER_UID, ENGINE_GID)
+    os.chmod(lock, 0o600)
+    _SOCKETS.append((sock, folder, lock))
+    return host
+
+
+_SOCKETS: list[tuple[socket.socket, Path, str]] = []
+ENGINE_GID = 54321
+SECOND_UID = 54322  # another member of the engine's group
+
+
+@pytest.fixture
+def second_user() -> Iterator[None]:
+    yield
+    for sock, folder, lock in _SOCKETS:
+        sock.close()
+        Path(lock).unlink(missing_ok=True)
+        shutil.rmtree(folder)
+    _SOCKETS.clear()
+
+
+def _lock_as_second_user(host: str) -> Callable[[], str]:
+    """Take the engine lock of `host` in a forked child running as SECOND_UID (a member of the
+    engine's group): a function that waits for it and returns "held" or the error."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never back into pytest
+        answer = "held"
+        try:
+            os.setgroups([ENGINE_GID])
+            os.setgid(ENGINE_GID)
+            os.setuid(SECOND_UID)
+            with hostlock.engine_lock(host, Path("/nonexistent"), "placing", timeout=5):
+                pass
+        except BaseException as exc:
+            answer = str(getattr(exc, "message", exc))
+        os.write(write, answer.encode())
+        os._exit(0)
+    os.close(write)
+
+    def result() -> str:
+        with os.fdopen(read, "rb") as pipe:
+            answer = pipe.read().decode()
+        os.waitpid(pid, 0)
+        return answer
+
+    return result
+
+
+def test_two_users_first_up_at_once_share_the_new_lock_file(second_user: None) -> None:
+    """Two users' first `up`s on a fresh engine: the second meets the first's file while it is
+    still 0600 (made, not yet opened to the group) and must wait for it, not refuse it."""
+    host = _another_users_lock_file()
+    result = _lock_as_second_user(host)
+    time.sleep(0.3)  # the maker's fchown and fchmod, late
+    os.chmod(hostlock.engine_lock_path(host), 0o660)
+    assert result() == "held"
+
+
+def test_another_users_lock_file_that_stays_closed_is_refused(second_user: None) -> None:
+    host = _another_users_lock_file()
+    started = time.monotonic()
+    answer = _lock_as_second_user(host)()
+    assert "cannot be opened by you: it belongs to uid 54321" in answer, answer
+    assert time.monotonic() - started < 10  # a short wait for the maker, never a hang
