@@ -159,21 +159,40 @@ def _open_existing_or_new(path: str, mode: int) -> tuple[int, bool]:
 
 
 def _open_engine_file(path: str, group: int) -> int:
-    fd, made = _open_existing_or_new(path, 0o600)  # nobody else may open it before its group is set
-    if made:
-        try:
-            os.fchown(fd, -1, group)
-            os.fchmod(fd, 0o660)  # the engine's users, whatever the creator's umask
-        except OSError:
+    opening_until = time.monotonic() + _MADE_JUST_NOW_S
+    while True:
+        fd, made = _open_existing_or_new(path, 0o600)  # nobody else may open it before it is shared
+        info = os.fstat(fd)
+        # Not yet shared, and so never opened by anyone but its maker (and root).
+        unshared = stat.S_ISREG(info.st_mode) and info.st_nlink == 1 and not info.st_mode & 0o077
+        if made or (unshared and info.st_uid == os.getuid()):
+            # Ours to share: new, or left 0600 by a devbox of ours killed before it shared it.
+            _share(fd, path, group, made)
+        elif unshared and time.monotonic() < opening_until:
+            # Another user's devbox made it a moment ago and is about to share it (root opens
+            # it despite the 0600 and sees it first): wait as _open_existing_or_new does.
             os.close(fd)
+            time.sleep(_POLL_S / 5)
+            continue
+        _check(fd, path, (0, os.getuid()), group)
+        return fd
+
+
+def _share(fd: int, path: str, group: int, made: bool) -> None:
+    """Give the lock file at `fd` to the engine's group, 0660 (closing it, and removing it when
+    this call made it, if that is not allowed)."""
+    try:
+        os.fchown(fd, -1, group)
+        os.fchmod(fd, 0o660)  # the engine's users, whatever the creator's umask
+    except OSError:
+        os.close(fd)
+        if made:
             os.unlink(path)
-            raise DevboxError(
-                f"cannot share the GPU lock {path} with the engine's other users",
-                f"you use the engine but are not in its socket's group (gid {group}); "
-                "ask the admin to add you: usermod -aG docker $USER",
-            ) from None
-    _check(fd, path, (0, os.getuid()), group)
-    return fd
+        raise DevboxError(
+            f"cannot share the GPU lock {path} with the engine's other users",
+            f"you use the engine but are not in its socket's group (gid {group}); "
+            "ask the admin to add you: usermod -aG docker $USER",
+        ) from None
 
 
 def _private_folder(folder: Path) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -175,24 +176,64 @@ def known_hosts_path(config_dir: Path) -> Path:
 
 def record_host_key(config_dir: Path, alias: str, public: str) -> None:
     """File `public` under `alias`, replacing what was filed there (a rebuild makes a new key)."""
-    path = known_hosts_path(config_dir)
-    with caller.rights(settings.lab_caller()):
-        lines = [line for line in _read(path) if line.split(" ", 1)[0] != alias]
-        lines.append(f"{alias} {public}")
-        try:
-            config_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            _write_private(path, "".join(f"{line}\n" for line in lines))
-        except OSError as exc:
-            raise _cannot_write(config_dir, exc) from None
+
+    def filed(lines: list[str]) -> list[str]:
+        return [*(line for line in lines if line.split(" ", 1)[0] != alias), f"{alias} {public}"]
+
+    _edit_known_hosts(config_dir, filed)
 
 
 def forget_host_key(config_dir: Path, alias: str) -> None:
     """Drop `alias` from known_hosts (its box is gone)."""
-    path = known_hosts_path(config_dir)
     with caller.rights(settings.lab_caller()):
-        if path.is_file():
-            kept = [line for line in _read(path) if line.split(" ", 1)[0] != alias]
-            _write_private(path, "".join(f"{line}\n" for line in kept))
+        if not known_hosts_path(config_dir).is_file():
+            return  # nothing filed: no lock folder made either (a `down` on a fresh machine)
+
+    def dropped(lines: list[str]) -> list[str] | None:
+        kept = [line for line in lines if line.split(" ", 1)[0] != alias]
+        return None if len(kept) == len(lines) else kept
+
+    _edit_known_hosts(config_dir, dropped)
+
+
+def _edit_known_hosts(config_dir: Path, edit: Callable[[list[str]], list[str] | None]) -> None:
+    """known_hosts rewritten as `edit` says (None: left as it is), under the caller's lock.
+
+    Two `up`s (or an `up` and a `down`) of one user at once each read, edit and write the
+    file: without the lock the last writer dropped the other's entry. Locked and written as
+    `login_key` does (the lock as root in lab mode, the file with the caller's rights).
+    """
+    who = settings.lab_caller()
+    path = known_hosts_path(config_dir)
+    with (
+        hostlock.user_lock(
+            f"known hosts {path}", _lock_folder(config_dir, who), "recording an SSH host key", timeout=60
+        ),
+        caller.rights(who),
+    ):
+        lines = edit(_read(path))
+        if lines is not None:
+            _replace_private(path, "".join(f"{line}\n" for line in lines))
+
+
+def _replace_private(path: Path, text: str) -> None:
+    """`path` replaced by a new 0600 file holding `text`, at once: a reader (ssh, another
+    devbox) sees the old file or the new one, never an empty or half-written one."""
+    # A hidden name ending in ".partial": never a file ssh reads, nor one devbox reads back.
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with contextlib.suppress(FileNotFoundError):
+            partial.unlink()  # left by a killed devbox that had this pid; we hold the lock
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            os.fchmod(fd, 0o600)  # whatever the umask
+            handle.write(text)
+        os.replace(partial, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            partial.unlink()
+        raise _cannot_write(path.parent, exc) from None
 
 
 def recorded_host_key(config_dir: Path, alias: str) -> str | None:

@@ -230,6 +230,10 @@ class Engine(Protocol):
         """Force-remove a container; gone is fine."""
         ...
 
+    def remove_if_stopped(self, container: str) -> bool:
+        """Remove a container unless it runs (never forced): False when it runs now; gone is fine."""
+        ...
+
     def remove_volume(self, name: str) -> bool:
         """Remove a volume; False if a container still uses it. Gone already is fine."""
         ...

@@ -280,6 +280,15 @@ class FakeEngine(FakeImages):
                 del self.store.containers[found.id]
                 self.store.calls.append(("remove", found.name))
 
+    def remove_if_stopped(self, container: str) -> bool:
+        """Remove a container unless it runs: False when it runs (gone is fine)."""
+        with self.store.lock:
+            found = self.store.get(container)
+            if found is not None and found.status == "running":
+                return False
+        self.remove(container)
+        return True
+
     def remove_volume(self, name: str) -> bool:
         """Remove a volume unless a container uses it."""
         with self.store.lock:

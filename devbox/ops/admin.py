@@ -243,13 +243,25 @@ def parse_age(text: str) -> float:
     return int(text[:-1]) * units[text[-1]]
 
 
+# A box that was made but has not started yet may be an `up` still at work (files copied in,
+# volumes handed over): not prunable until it has stayed unstarted this long.
+STARTING_S = 600
+
+
 def prunable(engine: Engine, owner: str | None, older_than: float) -> list[Box]:
-    """Stopped boxes (exited or never started) created more than `older_than` seconds ago."""
-    cutoff = time.time() - older_than
+    """Stopped boxes (exited, dead, or never started for STARTING_S) created more than
+    `older_than` seconds ago. Never an old box a rebuild set aside (NAME.replaced): it goes
+    back if the new one fails."""
+    from devbox.ops.replace import is_set_aside  # only prune needs it, not doctor
+
+    now = time.time()
     return [
         b
         for b in engine.list_boxes(owner)
-        if b.status in ("exited", "created", "dead") and b.created <= cutoff
+        if b.status in ("exited", "created", "dead")
+        and b.created <= now - older_than
+        and not (b.status == "created" and b.created > now - STARTING_S)
+        and not is_set_aside(b.container)
     ]
 
 

@@ -36,7 +36,6 @@ from devbox.errors import DevboxError, Origin, PolicyRefusal, Problem, Refused
 from devbox.labmode import BINDS_DIR
 from devbox.ops.labpins import (  # re-exported: the verbs release pins through this module
     BINDS_LABEL,
-    box_folder,
     folders_of,
     forget,
     new_folder,
@@ -386,9 +385,7 @@ def _replace_pin(item: Checked, target: str) -> None:
         if (now.st_dev, now.st_ino) == (want.st_dev, want.st_ino):
             return
     folder = Path(target).parent
-    box_folder(folder.parent.parent.name, folder.parent.name)
-    with contextlib.suppress(FileExistsError):
-        os.mkdir(folder, 0o700)
+    new_folder(folder.parent.parent.name, folder.parent.name, folder.name)
     if not mounts.unmount(target):
         raise DevboxError(f"cannot unmount the old pin {target}", f"as root: umount -l {target}")
     remove_entry(target)

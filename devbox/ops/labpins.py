@@ -24,6 +24,9 @@ from devbox.labmode import BINDS_DIR
 
 BINDS_LABEL = "devbox.binds"  # [{"pin": PATH, "source": CALLER'S PATH, "ro": BOOL}, ...]
 _GEN_RE = re.compile(r"^[0-9a-f]{12}$")
+# Folders another box's release may take from under us (it removes an owner folder once
+# empty): each try is microseconds, and losing this many in a row needs a release per try.
+_TRIES = 20
 
 
 def root_folder(path: Path) -> None:
@@ -40,20 +43,30 @@ def root_folder(path: Path) -> None:
 def box_folder(owner: str, box: str) -> Path:
     """BINDS_DIR/owner/box, made root-only."""
     BINDS_DIR.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-    for path in (BINDS_DIR, BINDS_DIR / owner, BINDS_DIR / owner / box):
-        root_folder(path)
-    return BINDS_DIR / owner / box
+    for attempt in range(_TRIES):
+        try:
+            for path in (BINDS_DIR, BINDS_DIR / owner, BINDS_DIR / owner / box):
+                root_folder(path)
+            return BINDS_DIR / owner / box
+        except FileNotFoundError:  # another box's release took the empty owner folder just now
+            if attempt == _TRIES - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
-def new_folder(owner: str, box: str) -> Path:
-    """A fresh GEN folder for one container's pins."""
-    for attempt in range(3):
-        folder = box_folder(owner, box) / secrets.token_hex(6)
+def new_folder(owner: str, box: str, name: str | None = None) -> Path:
+    """A GEN folder for one container's pins: a fresh one, or `name` (made if missing)."""
+    for attempt in range(_TRIES):
+        folder = box_folder(owner, box) / (name or secrets.token_hex(6))
         try:
             os.mkdir(folder, 0o700)
             return folder
-        except FileNotFoundError:  # another box's release took the empty owner folder just now
-            if attempt == 2:
+        except FileExistsError:
+            if name is None:
+                raise
+            return folder
+        except FileNotFoundError:  # as in box_folder: the box folder went just now
+            if attempt == _TRIES - 1:
                 raise
     raise AssertionError("unreachable")
 

@@ -40,6 +40,12 @@ def aside_name(container: str) -> str:
     return f"{container}{_ASIDE_SUFFIX}"
 
 
+def is_set_aside(container: str) -> bool:
+    """True for an old box waiting under its aside name (a rebuild is at work, or was killed
+    and the next `up` puts the box back): never anyone's to prune."""
+    return container.endswith(_ASIDE_SUFFIX)
+
+
 def replace_box(
     engine: Engine, resolved: Resolved, reporter: Reporter, old: Box, keep_failed: bool, action: str
 ) -> BoxReport:

@@ -124,10 +124,19 @@ def nodes(cluster: Host) -> list[Node]:
     return slurmjobs.nodes(_json(cluster, ["sinfo", "--json"]))
 
 
+def jobs_of(found: list[Job], user: str, box: str) -> list[Job]:
+    """Every job still alive of `user`'s box `box`, oldest first (normally one: two `up`s that
+    raced may have submitted two, until the later one cancels its own)."""
+    return sorted((j for j in found if j.user == user and j.box == box and j.alive), key=lambda j: j.job_id)
+
+
 def job_of(found: list[Job], user: str, box: str) -> Job | None:
-    """The newest job still alive of `user`'s box `box`."""
-    mine = [j for j in found if j.user == user and j.box == box and j.alive]
-    return max(mine, key=lambda j: j.job_id) if mine else None
+    """THE job of `user`'s box `box`: the oldest one alive, so that up, info, rebuild and tunnel
+    agree on it whatever other `up` raced it. One on its way out (COMPLETING: a cancel, a time
+    limit) is it only when no other is alive."""
+    mine = jobs_of(found, user, box)
+    staying = [j for j in mine if j.state != slurmjobs.COMPLETING]
+    return (staying or mine)[0] if mine else None
 
 
 def the_job(cluster: Host, box: str) -> tuple[str, Job]:

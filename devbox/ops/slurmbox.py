@@ -18,7 +18,7 @@ from devbox.errors import DevboxError, Interrupted, InvalidInput, NoCapacity, Or
 from devbox.ops import remote, slurm, slurmscript
 from devbox.ops.hosts import Host
 from devbox.ops.reporter import Reporter
-from devbox.ops.slurmjobs import PENDING, RUNNING, Job, job_name
+from devbox.ops.slurmjobs import PENDING, RUNNING, Job, job_fields, job_name, row
 
 NODE_TIMEOUT_S = 120.0
 GONE_TIMEOUT_S = 90.0  # scancel: TERM, KillWait, then the Epilog
@@ -27,33 +27,6 @@ GONE_TIMEOUT_S = 90.0  # scancel: TERM, KillWait, then the Epilog
 def _poll_delay(waited: float) -> float:
     """Seconds between two squeue calls: often at first, then every 3 s."""
     return 0.5 if waited < 5 else 1.0 if waited < 20 else 3.0
-
-
-def job_fields(job: Job) -> dict[str, Any]:
-    """What Slurm says of a box's job, for its JSON object."""
-    return {
-        "job_id": job.job_id,
-        "job_state": job.state,
-        "reason": job.reason or None,
-        "node": job.node,
-        "gpus": list(job.gpus),
-    }
-
-
-def row(cluster: Host, job: Job) -> dict[str, Any]:
-    """A box as `ls --json` shows it on a Slurm host: from squeue alone (no node is asked)."""
-    return {
-        "name": job.box,
-        "container": job.name,
-        "owner": job.user,
-        "host": cluster.name,
-        "created": job.submitted,
-        "status": job.status,
-        "uptime": f"running since {time.strftime('%Y-%m-%d %H:%M', time.localtime(job.started))}"
-        if job.started
-        else (f"pending ({job.reason})" if job.reason else job.status),
-        **job_fields(job),
-    }
 
 
 def _request(
@@ -121,13 +94,14 @@ def wait(
     wait_timeout: float | None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> tuple[Job, dict[str, Any] | None]:
-    """Follow the job until its box is up (job, the node's answer) or, with `no_wait`, while
-    it pends (job, None). `wait_timeout` seconds of pending cancel it: NoCapacity with the reason."""
+    """Follow job `job_id` until its box is up (job, the node's answer) or, with `no_wait`, while
+    it pends (job, None); it is gone once Slurm lists it no longer alive, whatever other job of
+    the box there is. `wait_timeout` seconds of pending cancel it: NoCapacity with the reason."""
     started = time.monotonic()
     said = ""
     while True:
-        found = slurm.job_of(slurm.jobs(cluster), user, box)
-        if found is None or found.job_id != job_id:
+        found = next((j for j in slurm.jobs(cluster) if j.job_id == job_id and j.alive), None)
+        if found is None:
             answer = _answer(cluster, job_id)
             if answer is not None and isinstance(answer.get("error"), dict):
                 raise remote.error_from_json(cluster.name, answer["error"])
@@ -203,13 +177,22 @@ def up(
     job = slurm.job_of(found, user, box)
     if job is not None and recreate:
         steps.step(f"cancelling job {job.job_id} (--recreate)")
-        _cancel_and_wait(cluster, user, box, job)
+        _cancel_and_wait(cluster, slurm.jobs_of(found, user, box))
         job = None
     if job is None:
         req = replace(req, owner=user)  # the Slurm user owns the job (and the box on the node)
         steps.step(f"submitting {job_name(user, box)} to {cluster.name}")
         job_id = slurm.submit(cluster, slurmscript.submit_command(req), slurmscript.script(req))
         action = "created"
+        # Another `up` of the box may have read the same empty queue: the older job is the box's.
+        first = slurm.job_of(slurm.jobs(cluster), user, box)
+        if first is not None and first.job_id < job_id:
+            slurm.cancel(cluster, job_id)
+            steps.step(
+                f"another `up` of {box} submitted job {first.job_id} first: "
+                f"following it (job {job_id} cancelled)"
+            )
+            job_id, action = first.job_id, "existing"
     else:
         job_id, action = job.job_id, "existing"
         steps.step(f"{job_name(user, box)} is job {job_id} ({job.status})")
@@ -218,7 +201,7 @@ def up(
     except KeyboardInterrupt:
         raise _interrupted(cluster, box, job_id, action == "created") from None
     if answer is None:
-        return {**row(cluster, job), "action": action}
+        return {**row(cluster.name, job), "action": action}
     if set(answer) == {"error"} and isinstance(answer["error"], dict):
         raise remote.error_from_json(f"{cluster.name} ({job.node})", answer["error"])
     return {**node_info(cluster, job, fallback=answer), "action": action}
@@ -268,27 +251,32 @@ def info(cluster: Host, box: str) -> dict[str, Any]:
     """`devbox info BOX --host CLUSTER`: the pending job, or the running box from its node."""
     _, job = slurm.the_job(cluster, box)
     if job.state != RUNNING or job.node is None:
-        return row(cluster, job)
+        return row(cluster.name, job)
     return node_info(cluster, job)
 
 
-def _cancel_and_wait(cluster: Host, user: str, box: str, job: Job) -> None:
-    """scancel, then until Slurm lists no alive job of the box (its Epilog has run)."""
-    slurm.cancel(cluster, job.job_id)
-    deadline = time.monotonic() + GONE_TIMEOUT_S
+def _cancel_and_wait(cluster: Host, jobs: list[Job]) -> None:
+    """scancel each job (a box's, normally one), then until Slurm lists none of them alive
+    (their Epilogs have run)."""
+    ids = {j.job_id for j in jobs}
+    for job_id in sorted(ids):
+        slurm.cancel(cluster, job_id)
+    deadline, left = time.monotonic() + GONE_TIMEOUT_S, sorted(ids)
     while time.monotonic() < deadline:
-        if not any(j.job_id == job.job_id and j.alive for j in slurm.jobs(cluster)):
+        left = sorted(j.job_id for j in slurm.jobs(cluster) if j.job_id in ids and j.alive)
+        if not left:
             return
         time.sleep(0.5)
     raise DevboxError(
-        f"{cluster.name}: job {job.job_id} still there {GONE_TIMEOUT_S:g} s after scancel",
-        f"squeue -j {job.job_id} shows its state; an admin may need scancel --signal=KILL",
+        f"{cluster.name}: job {left[0]} still there {GONE_TIMEOUT_S:g} s after scancel",
+        f"squeue -j {left[0]} shows its state; an admin may need scancel --signal=KILL",
     )
 
 
 def down(cluster: Host, box: str, purge: bool) -> dict[str, Any]:
-    """`devbox down BOX --host CLUSTER`: cancel the job, wait until it is gone, check that its
-    node's engine holds no container of the box (volumes removed there with `purge`)."""
+    """`devbox down BOX --host CLUSTER`: cancel the job (and any duplicate a race of two `up`s
+    left), wait until it is gone, check that its node's engine holds no container of the box
+    (volumes removed there with `purge`)."""
     user, found = slurm.whoami_and_jobs(cluster)
     job = slurm.job_of(found, user, box)
     result: dict[str, Any] = {
@@ -305,17 +293,23 @@ def down(cluster: Host, box: str, purge: bool) -> dict[str, Any]:
     }
     if job is None:
         return result  # as for any host: a box that is not there is no error
-    node = job.node
-    _cancel_and_wait(cluster, user, box, job)
-    if node is None:
-        return result  # it never ran: nothing on any node
+    jobs = slurm.jobs_of(found, user, box)
+    _cancel_and_wait(cluster, jobs)
+    for node, ran in {j.node: j for j in reversed(jobs) if j.node is not None}.items():
+        _clear_node(cluster, box, node, ran.job_id, purge, result)
+    return result  # a job that never ran left nothing on any node
+
+
+def _clear_node(cluster: Host, box: str, node: str, job_id: int, purge: bool, result: dict[str, Any]) -> None:
+    """After `down`: no container of the box left on `node` (volumes removed there with `purge`)."""
     host = slurm.node_host(cluster, node)
     left = remote.run_json(host, ["ls", "--json", "--host", "local"], NODE_TIMEOUT_S)
     if any(isinstance(b, dict) and b.get("name") == box for b in left or []):
         # The trap and the Epilog both missed it (no Epilog installed?): remove it now.
         gone = remote.run_json(host, ["down", box, "--host", "local", "--yes", "--json"], NODE_TIMEOUT_S)
         result["warnings"] = [
-            f"job {job.job_id} left its container on {node}: removed now; is the Epilog installed?"
+            *result.get("warnings", []),
+            f"job {job_id} left its container on {node}: removed now; is the Epilog installed?",
         ]
         if isinstance(gone, dict):
             result["removed"] = bool(gone.get("removed"))
@@ -325,8 +319,7 @@ def down(cluster: Host, box: str, purge: bool) -> dict[str, Any]:
         )
         if isinstance(gone, dict):
             for key in ("volumes_removed", "volumes_kept", "volumes_in_use"):
-                result[key] = gone.get(key) or []
-    return result
+                result[key] = [*result[key], *(gone.get(key) or [])]
 
 
 def listing(cluster: Host, all_users: bool, owner: str | None) -> list[dict[str, Any]]:
@@ -334,7 +327,7 @@ def listing(cluster: Host, all_users: bool, owner: str | None) -> list[dict[str,
     every user's jobs to everyone unless the site sets PrivateData=jobs)."""
     user, found = slurm.whoami_and_jobs(cluster)
     wanted = owner if owner is not None else None if all_users else user
-    return [row(cluster, j) for j in found if j.alive and (wanted is None or j.user == wanted)]
+    return [row(cluster.name, j) for j in found if j.alive and (wanted is None or j.user == wanted)]
 
 
 def profile_of(cluster: Host, box: str) -> tuple[str, Job]:

@@ -9,6 +9,7 @@ other releases read as empty, never as an error: a listing shows what it can.
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,7 @@ JOB_PREFIX = "devbox-"
 # Slurm's states while a job holds (or waits for) its node; anything else is over.
 PENDING = "PENDING"
 RUNNING = "RUNNING"
+COMPLETING = "COMPLETING"  # cancelled or timed out, its Epilog still running
 ALIVE = frozenset({PENDING, RUNNING, "CONFIGURING", "COMPLETING", "SUSPENDED", "REQUEUED", "RESIZING"})
 _IDX_RE = re.compile(r"IDX:([^)]*)")
 _GRES_COUNT_RE = re.compile(r"^gpu(?::[^:(]+)?:(\d+)")
@@ -51,6 +53,33 @@ class Job:
     def status(self) -> str:
         """devbox's word for it: pending, running, or Slurm's own state in lower case."""
         return self.state.lower()
+
+
+def job_fields(job: Job) -> dict[str, Any]:
+    """What Slurm says of a box's job, for its JSON object."""
+    return {
+        "job_id": job.job_id,
+        "job_state": job.state,
+        "reason": job.reason or None,
+        "node": job.node,
+        "gpus": list(job.gpus),
+    }
+
+
+def row(host: str, job: Job) -> dict[str, Any]:
+    """A box as `ls --json` shows it on a Slurm host: from squeue alone (no node is asked)."""
+    return {
+        "name": job.box,
+        "container": job.name,
+        "owner": job.user,
+        "host": host,
+        "created": job.submitted,
+        "status": job.status,
+        "uptime": f"running since {time.strftime('%Y-%m-%d %H:%M', time.localtime(job.started))}"
+        if job.started
+        else (f"pending ({job.reason})" if job.reason else job.status),
+        **job_fields(job),
+    }
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -147,3 +148,39 @@ def test_the_same_box_upped_at_once_is_one_box(caller: Caller, engine: Engine) -
     assert len({b["container"] for b in boxes}) == 1
     assert len({b["jupyter"]["url"] for b in boxes}) == 1
     assert http_status(boxes[0]["jupyter"]["url"].replace("?token=", "api/status?token=")) == 200
+
+
+# A `prune` whose listing is followed by the owner starting a box (as at its prompt), in the real CLI.
+_PRUNE_WHILE_STARTED = """
+import subprocess, sys
+from devbox.ops import admin
+listed, box = admin.prunable, sys.argv[1]
+def owner_starts_it_meanwhile(*args):
+    found = listed(*args)
+    subprocess.run(["docker", "start", box], check=True, capture_output=True)
+    return found
+admin.prunable = owner_starts_it_meanwhile
+sys.argv = ["devbox", "prune", "--yes", "--json"]
+from devbox.cli import main
+main()
+"""
+
+
+def test_prune_never_removes_a_box_started_after_it_was_listed(caller: Caller, engine: Engine) -> None:
+    for name in ("busy", "idle"):
+        profile = caller.write_profile(name, "image: devbox/debian:bookworm\ncommand: [sleep, infinity]")
+        caller.devbox("up", str(profile), "--json")
+        docker("stop", "-t", "0", caller.container(name))
+    run = subprocess.run(
+        [sys.executable, "-c", _PRUNE_WHILE_STARTED, caller.container("busy")],
+        cwd=caller.cwd,
+        env=caller.environ,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    assert [b["name"] for b in json.loads(run.stdout)["removed"]] == ["idle"]
+    assert f"kept {caller.owner}/busy: it was started meanwhile" in run.stderr
+    assert engine.inspect("container", caller.container("busy"))["State"]["Running"]
+    assert not container_exists(caller.container("idle"))

@@ -273,7 +273,10 @@ def test_ssh_config(sandbox: Sandbox, fake: FakeEngine) -> None:
     fake.store.next_port = listener.getsockname()[1] - 1  # the port the fake publishes next
 
     def answer() -> None:
-        conn, _ = listener.accept()
+        try:
+            conn, _ = listener.accept()
+        except OSError:  # closed below: `up` had its answer already
+            return
         with conn:
             conn.sendall(b"SSH-2.0-fake\r\n")
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import itertools
 import os
 import time
+import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -428,6 +430,110 @@ def test_a_full_config_folder_is_said_as_such_and_leaves_no_half_key_pair(
     assert "No space left on device" in caught.value.message and str(config) in caught.value.message
     assert type(caught.value) is DevboxError  # said, not "failed unexpectedly"
     assert sorted(p.name for p in config.iterdir() if "id_rsa" in p.name) == []
+
+
+def test_a_full_config_folder_leaves_known_hosts_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from devbox.access import sshkeys
+    from devbox.errors import DevboxError
+
+    config = tmp_path / "config"
+    sshkeys.record_host_key(config, "devbox-alice-a", "ecdsa-sha2-nistp256 AAAAa")
+
+    def full(*_: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full)
+    with pytest.raises(DevboxError) as caught:
+        sshkeys.record_host_key(config, "devbox-alice-b", "ecdsa-sha2-nistp256 AAAAb")
+    assert caught.value.message == f"cannot write devbox's SSH files in {config}: No space left on device"
+    assert (config / "known_hosts").read_text() == "devbox-alice-a ecdsa-sha2-nistp256 AAAAa\n"
+    assert sorted(p.name for p in config.iterdir()) == ["known_hosts", "locks"]  # no half-written copy
+
+
+def _forked(work: Callable[[], None], go: int) -> int:
+    """A child process that waits for a byte on the pipe `go`, runs `work` and exits: 0 if it
+    ran through, 1 if it raised (printed)."""
+    pid = os.fork()
+    if pid == 0:  # the child: never back into pytest
+        code = 1
+        try:
+            os.read(go, 1)
+            work()
+            code = 0
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    return pid
+
+
+def test_two_ups_and_downs_at_once_keep_every_host_key(tmp_path: Path) -> None:
+    # Two `up`s (or an `up` and a `down`) of one user at once both rewrite devbox's known_hosts:
+    # without a lock the last writer dropped the other's new entry, and `ssh devbox-A` then
+    # failed host key verification.
+    from devbox.access import sshkeys
+
+    config, rounds = tmp_path / "config", 60
+
+    def ups() -> None:
+        for i in range(rounds):
+            sshkeys.record_host_key(config, f"devbox-alice-a{i}", f"ecdsa-sha2-nistp256 AAAAa{i}")
+
+    def ups_and_downs() -> None:
+        for i in range(rounds):
+            sshkeys.record_host_key(config, f"devbox-alice-b{i}", f"ecdsa-sha2-nistp256 AAAAb{i}")
+            if i:
+                sshkeys.forget_host_key(config, f"devbox-alice-b{i - 1}")
+
+    go_read, go_write = os.pipe()
+    pids = [_forked(ups, go_read), _forked(ups_and_downs, go_read)]
+    os.write(go_write, b"go")
+    statuses = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in pids]
+    os.close(go_read)
+    os.close(go_write)
+    assert statuses == [0, 0]
+    lines = (config / "known_hosts").read_text().splitlines()
+    wanted = [f"devbox-alice-a{i} ecdsa-sha2-nistp256 AAAAa{i}" for i in range(rounds)]
+    wanted.append(f"devbox-alice-b{rounds - 1} ecdsa-sha2-nistp256 AAAAb{rounds - 1}")
+    lost = [line for line in wanted if line not in lines]
+    assert lost == [], f"{len(lost)} of {len(wanted)} host keys lost"
+    assert sorted(lines) == sorted(wanted)  # and nothing forgotten came back
+    assert sorted(p.name for p in config.iterdir()) == ["known_hosts", "locks"]  # no leftovers
+    assert (config / "known_hosts").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_reader_never_sees_known_hosts_half_written(tmp_path: Path) -> None:
+    # ssh (and devbox's own look-ups) read known_hosts while another `up` rewrites it: they
+    # must see the old file or the new one, never an empty or partial one (a key missing).
+    from devbox.access import sshkeys
+
+    config = tmp_path / "config"
+    for i in range(20):
+        sshkeys.record_host_key(config, f"devbox-alice-old{i}", f"ecdsa-sha2-nistp256 AAAAold{i}")
+
+    def rebuilds() -> None:
+        until, i = time.monotonic() + 1.0, 0
+        while time.monotonic() < until:
+            sshkeys.record_host_key(config, "devbox-alice-new", f"ecdsa-sha2-nistp256 AAAAnew{i}")
+            i += 1
+
+    go_read, go_write = os.pipe()
+    pid = _forked(rebuilds, go_read)
+    os.write(go_write, b"g")
+    reads = missing = 0
+    while (ended := os.waitpid(pid, os.WNOHANG))[0] == 0:
+        for i in (0, 19):
+            reads += 1
+            missing += sshkeys.recorded_host_key(config, f"devbox-alice-old{i}") is None
+    os.close(go_read)
+    os.close(go_write)
+    assert os.waitstatus_to_exitcode(ended[1]) == 0
+    assert reads > 100
+    assert missing == 0, f"a host key was missing in {missing} of {reads} reads"
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -238,3 +239,35 @@ def test_another_users_lock_file_that_stays_closed_is_refused(second_user: None)
     answer = _lock_as_second_user(host)()
     assert "cannot be opened by you: it belongs to uid 54321" in answer, answer
     assert time.monotonic() - started < 10  # a short wait for the maker, never a hang
+
+
+def test_our_own_lock_file_left_unshared_by_a_killed_run_is_shared(engine_host: str, tmp_path: Path) -> None:
+    path = hostlock.engine_lock_path(engine_host)
+    Path(path).write_text("")
+    os.chmod(path, 0o600)  # made, then killed before its group and mode were set
+    os.chown(path, -1, OTHER_UID)
+    with hostlock.engine_lock(engine_host, tmp_path, "placing"):
+        info = os.stat(path)
+    assert (info.st_gid, info.st_mode & 0o777) == (hostlock.engine_group(engine_host), 0o660)
+
+
+def test_root_waits_for_another_users_lock_file_being_made(engine_host: str, tmp_path: Path) -> None:
+    """Root opens a 0600 file anyway: in its first moment another user's file has neither the
+    engine's group nor its mode yet, which is no reason to refuse it."""
+    path = hostlock.engine_lock_path(engine_host)
+    Path(path).write_text("")
+    os.chmod(path, 0o600)
+    os.chown(path, OTHER_UID, OTHER_UID)
+    group = hostlock.engine_group(engine_host)
+    assert group is not None
+
+    def maker_shares_it_late() -> None:
+        time.sleep(0.3)
+        os.chown(path, -1, group)
+        os.chmod(path, 0o660)
+
+    sharing = threading.Thread(target=maker_shares_it_late)
+    sharing.start()
+    with hostlock.engine_lock(engine_host, tmp_path, "placing"):
+        pass
+    sharing.join()

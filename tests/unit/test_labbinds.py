@@ -7,10 +7,12 @@ accounts are in tests/integration/test_labbinds.py.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -238,3 +240,33 @@ def test_a_box_made_outside_lab_mode_is_not_started_in_it(sandbox: Sandbox) -> N
     elsewhere = dataclasses.replace(box, labels=pins_label((f"{BINDS}/bob/p/0123456789ab/0", "/x", False)))
     with pytest.raises(Refused):
         labbinds.repin(resolved, elsewhere)
+
+
+def test_a_pin_folder_is_made_while_a_sibling_box_releases_the_owner_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`up` of box a and `down` of box b of one owner at once: b's release removes the owner
+    folder whenever it is empty, between a's making it and making a's folder in it."""
+    from devbox.ops import labpins
+
+    monkeypatch.setattr(labpins, "BINDS_DIR", tmp_path / "binds")
+    until = time.monotonic() + 2.0
+    child = os.fork()
+    if child == 0:  # the other box: made and released over and over
+        try:
+            while time.monotonic() < until:
+                labpins.box_folder("alice", "b")
+                labpins.release("alice", "b")
+        finally:
+            os._exit(0)
+    made = 0
+    try:
+        while time.monotonic() < until:
+            folder = labpins.new_folder("alice", "a")
+            for path in (folder, folder.parent, folder.parent.parent):
+                with contextlib.suppress(OSError):
+                    os.rmdir(path)
+            made += 1
+    finally:
+        os.waitpid(child, 0)
+    assert made > 10  # it did race (a few thousand rounds when the machine is idle)

@@ -677,3 +677,210 @@ def test_ctrl_c_while_pending_cancels_the_job_up_submitted(
         slurmbox.up(_cluster(), dict(RENDERED), "train", [], "/", QuietReporter(), False, False, None)  # type: ignore[arg-type]
     assert "still queued" in caught.value.message and "devbox down train" in (caught.value.hint or "")
     assert len(stand_in.jobs) == 1 and stand_in.calls[-1][0] != "scancel"
+
+
+# --- one box, one job: two `up`s that race, `wait` and `down` with a duplicate job ------------
+
+
+class _Queue:
+    """A queue whose jobs start: a PENDING job runs on node1 after `start_after` squeue calls,
+    and then its answer file says its box is up. scancel leaves a job CANCELLED (not alive).
+    `race`: the first two `id -un && squeue` calls wait for each other, as two `up`s that both
+    read the queue before either submits, and so do the first two sbatch. Thread-safe."""
+
+    def __init__(self, start_after: int = 2, race: bool = False) -> None:
+        import threading
+
+        self.lock = threading.Lock()
+        self.barrier = threading.Barrier(2, timeout=10) if race else None
+        self.submits_barrier = threading.Barrier(2, timeout=10) if race else None
+        self.reads = 0
+        self.submits = 0
+        self.start_after = start_after
+        self.polls = 0
+        self.jobs: dict[int, dict[str, str]] = {}
+        self.calls: list[list[str]] = []
+        self.node_calls: list[list[str]] = []
+
+    def add(self, job_id: int, box: str, state: str = "PENDING") -> None:
+        self.jobs[job_id] = {"name": f"devbox-alice-{box}", "state": state}
+
+    def alive(self) -> list[int]:
+        return sorted(i for i, j in self.jobs.items() if j["state"] in slurmjobs.ALIVE)
+
+    def _squeue(self) -> str:
+        self.polls += 1
+        items = []
+        for i, j in sorted(self.jobs.items()):
+            if j["state"] == "PENDING" and self.polls > self.start_after:
+                j["state"] = "RUNNING"
+            running = j["state"] == "RUNNING"
+            items.append(
+                {
+                    "job_id": i,
+                    "name": j["name"],
+                    "user_name": "alice",
+                    "job_state": j["state"],
+                    "state_reason": "None" if running else "Resources",
+                    "nodes": "node1" if running else "",
+                    "gres_detail": [f"gpu:1(IDX:{i % 4})"] if running else [],
+                }
+            )
+        return json.dumps({"jobs": items})
+
+    def run(self, cluster: object, argv: list[str], stdin: str | None = None, timeout: float = 0) -> str:
+        barrier = None
+        with self.lock:
+            self.calls.append(argv)
+            if argv[:2] == ["sh", "-c"] and "squeue" in argv[2]:
+                self.reads += 1
+                barrier = self.barrier if self.reads <= 2 else None
+                queue = "alice\n" + self._squeue()
+            elif argv[:2] == ["sh", "-c"] and "sbatch" in argv[2]:
+                job_id = max(self.jobs, default=99) + 1
+                name = next(a.split("=", 1)[1] for a in argv if a.startswith("--job-name="))
+                self.jobs[job_id] = {"name": name, "state": "PENDING"}
+                self.submits += 1
+                if self.submits <= 2 and self.submits_barrier is not None:
+                    barrier, queue = self.submits_barrier, f"{job_id}\n"
+                else:
+                    return f"{job_id}\n"
+            elif argv[0] == "scancel":
+                self.jobs[int(argv[1])]["state"] = "CANCELLED"
+                return ""
+            elif argv[0] == "squeue":
+                return self._squeue()
+            elif argv[0] == "sinfo":
+                return json.dumps(SINFO)
+            elif argv[:2] == ["sh", "-c"] and argv[2].startswith("cat "):
+                import re
+
+                path = re.search(r"/(\d+)\.(json|out)\"", argv[2])
+                assert path is not None, argv
+                ran = self.jobs.get(int(path[1]), {}).get("state") == "RUNNING"
+                return json.dumps({"name": "train", "status": "running"}) if ran and path[2] == "json" else ""
+            else:
+                return ""
+        if barrier is not None:
+            barrier.wait()  # outside the lock: the other `up` reads (or submits) meanwhile
+        return queue
+
+    def run_json(self, host: object, args: list[str], timeout: float | None, **kw: object) -> object:
+        with self.lock:
+            self.node_calls.append(args)
+        if args[0] == "ls":
+            return []
+        return {"name": args[1], "status": "running", "profile": "/home/alice/train.yaml"}
+
+
+@pytest.fixture
+def queue(monkeypatch: pytest.MonkeyPatch) -> _Queue:
+    from devbox.ops import remote, slurm, slurmbox
+
+    fake = _Queue()
+    monkeypatch.setattr(slurm, "run", fake.run)
+    monkeypatch.setattr(remote, "run_json", fake.run_json)
+    monkeypatch.setattr(slurmbox, "_poll_delay", lambda waited: 0.0)
+    return fake
+
+
+class _Steps:
+    def __init__(self) -> None:
+        self.said: list[str] = []
+
+    def step(self, text: str) -> None:
+        self.said.append(text)
+
+
+def test_two_ups_that_race_leave_one_job_and_both_follow_it(queue: _Queue) -> None:
+    """Both read an empty queue, both submit: the later one cancels its own job and follows the
+    first; both return the running box of that one job, and neither says it ended."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from devbox.ops import slurmbox
+
+    raced = _Queue(race=True)
+    queue.barrier, queue.submits_barrier = raced.barrier, raced.submits_barrier
+    steps = [_Steps(), _Steps()]
+
+    def up(said: _Steps) -> dict[str, object]:
+        return slurmbox.up(_cluster(), dict(RENDERED), "train", [], "/", said, False, False, None)  # type: ignore[arg-type]
+
+    with ThreadPoolExecutor(2) as pool:
+        results = [f.result(timeout=30) for f in [pool.submit(up, s) for s in steps]]
+    assert sum("sbatch" in " ".join(c) for c in queue.calls) == 2  # the race happened
+    assert queue.alive() == [100] and queue.jobs[101]["state"] == "CANCELLED"
+    assert [r["job_id"] for r in results] == [100, 100]
+    assert all(r["status"] == "running" and r["node"] == "node1" for r in results)
+    assert sorted(str(r["action"]) for r in results) == ["created", "existing"]
+    said = [s for st in steps for s in st.said]
+    assert "another `up` of train submitted job 100 first: following it (job 101 cancelled)" in said
+    assert not any("ended" in s for s in said)
+
+
+def test_wait_follows_its_own_job_not_the_boxs_newest(queue: _Queue) -> None:
+    from devbox.errors import DevboxError
+    from devbox.ops import slurmbox
+    from devbox.ops.reporter import QuietReporter
+
+    queue.add(100, "train")
+    queue.add(101, "train")  # a duplicate another `up` left
+    job, answer = slurmbox.wait(_cluster(), "alice", "train", 100, QuietReporter(), False, None)  # type: ignore[arg-type]
+    assert job.job_id == 100 and job.status == "running" and answer == {"name": "train", "status": "running"}
+    # Its own job gone: ended, whatever other job of the box lives on.
+    queue.jobs[101]["state"] = "CANCELLED"
+    queue.add(102, "train", "RUNNING")
+    with pytest.raises(DevboxError) as caught:
+        slurmbox.wait(_cluster(), "alice", "train", 101, QuietReporter(), False, None)  # type: ignore[arg-type]
+    assert "job 101 (devbox-alice-train) ended before its box was up" in caught.value.message
+
+
+def test_the_oldest_alive_job_is_the_box_and_ls_shows_every_one(queue: _Queue) -> None:
+    from devbox.ops import slurm, slurmbox
+
+    queue.start_after = 10**6
+    queue.add(99, "train", "CANCELLED")
+    queue.add(100, "train")
+    queue.add(101, "train")
+    queue.add(102, "other")
+    data = slurmbox.up(_cluster(), dict(RENDERED), "train", [], "/", _Steps(), False, True, None)  # type: ignore[arg-type]
+    assert (data["job_id"], data["action"]) == (100, "existing")
+    assert slurmbox.info(_cluster(), "train")["job_id"] == 100  # type: ignore[arg-type]
+    rows = slurmbox.listing(_cluster(), False, None)  # type: ignore[arg-type]
+    assert sorted((r["name"], r["job_id"]) for r in rows) == [("other", 102), ("train", 100), ("train", 101)]
+    # A job on its way out is the box only when no other job of it is alive.
+    item = {"name": "devbox-a-b", "user_name": "a"}
+    found = slurmjobs.jobs(
+        {
+            "jobs": [
+                {**item, "job_id": 5, "job_state": "COMPLETING"},
+                {**item, "job_id": 6, "job_state": "PENDING"},
+            ]
+        }
+    )
+    assert slurm.job_of(found, "a", "b").job_id == 6  # type: ignore[union-attr]
+    assert slurm.job_of(found[:1], "a", "b").job_id == 5  # type: ignore[union-attr]
+
+
+def test_down_cancels_every_alive_job_of_the_box(queue: _Queue) -> None:
+    from devbox.ops import slurmbox
+
+    queue.start_after = 10**6
+    queue.add(100, "train", "RUNNING")
+    queue.add(101, "train")
+    queue.add(102, "other")
+    gone = slurmbox.down(_cluster(), "train", False)  # type: ignore[arg-type]
+    assert gone["removed"] and (gone["job_id"], gone["node"]) == (100, "node1")
+    assert ["scancel", "100"] in queue.calls and ["scancel", "101"] in queue.calls
+    assert queue.alive() == [102]
+    assert ["ls", "--json", "--host", "local"] in queue.node_calls  # node1 checked for a leftover
+
+
+def test_up_recreate_cancels_every_alive_job_of_the_box(queue: _Queue) -> None:
+    from devbox.ops import slurmbox
+
+    queue.start_after = 10**6
+    queue.add(100, "train")
+    queue.add(101, "train")
+    data = slurmbox.up(_cluster(), dict(RENDERED), "train", [], "/", _Steps(), True, True, None)  # type: ignore[arg-type]
+    assert (data["job_id"], data["action"]) == (102, "created") and queue.alive() == [102]

@@ -146,7 +146,7 @@ def doctor(json_output: JsonOpt = False) -> None:
 @handles_errors
 def prune(
     older_than: Annotated[
-        str, typer.Option("--older-than", help="Only boxes stopped for longer, e.g. 7d.")
+        str, typer.Option("--older-than", help="Only boxes created longer ago, e.g. 7d.")
     ] = "0s",
     all_users: Annotated[bool, typer.Option("--all", "-a", help="Everyone's boxes (admin).")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Remove without asking.")] = False,
@@ -207,13 +207,18 @@ def prune(
             raise typer.Exit(1)
     from devbox.ops.replace import forget_pins
 
+    removed = []
     for box in doomed:
-        eng.remove(box.id)
+        # Never forced: a box its owner started since it was listed (at the prompt, say) stays.
+        if not eng.remove_if_stopped(box.id):
+            out.print(f"kept {box.owner}/{box.name}: it was started meanwhile")
+            continue
+        removed.append(box)
         forget_pins(box)  # lab mode: the box's pinned binds go with it
     if json_output:
-        to_json.print_json(to_json.prune_json(doomed, eng.host))
+        to_json.print_json(to_json.prune_json(removed, eng.host))
     else:
-        out.print(f"removed {len(doomed)} box(es); volumes kept")
+        out.print(f"removed {len(removed)} box(es); volumes kept")
 
 
 def _prune_images(eng: Engine, owner: str | None, yes: bool, json_output: bool, out: Console) -> None:

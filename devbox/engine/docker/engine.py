@@ -309,6 +309,11 @@ class DockerEngine:
             if exc.status not in (404, 409):
                 raise self.error(exc, "removing the box") from None
 
+    def remove_if_stopped(self, container: str) -> bool:
+        """Remove a container unless it runs (never forced): False when it runs now (the
+        engine's 409); gone already is fine."""
+        return self.delete_unless_used(DockerAPI.path("/containers/{}", container), "removing the box")
+
     def remove_volume(self, name: str) -> bool:
         """Remove a volume; False if a container still uses it. Gone already is fine."""
         return self.delete_unless_used(DockerAPI.path("/volumes/{}", name), f"removing volume {name}")
