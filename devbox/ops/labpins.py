@@ -9,11 +9,13 @@ mount. Used by ops/labbinds.py (making pins) and the verbs that remove boxes.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import re
 import secrets
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +26,29 @@ from devbox.labmode import BINDS_DIR
 
 BINDS_LABEL = "devbox.binds"  # [{"pin": PATH, "source": CALLER'S PATH, "ro": BOOL}, ...]
 _GEN_RE = re.compile(r"^[0-9a-f]{12}$")
-# Folders another box's release may take from under us (it removes an owner folder once
-# empty): each try is microseconds, and losing this many in a row needs a release per try.
-_TRIES = 20
 
 
-def root_folder(path: Path) -> None:
+@contextlib.contextmanager
+def _tree_locked() -> Iterator[None]:
+    """Making a box's folders and removing empty ones, one process at a time.
+
+    Without it `up` of box a and `down` of box b of one owner race: b's release removes the
+    owner folder once empty, between a's making it and making a's folder in it (seen in CI).
+    Only root makes or removes these folders; anyone else gets no lock and needs none.
+    """
+    try:
+        fd = os.open(BINDS_DIR.parent / "binds.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    except OSError:
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _root_folder(path: Path) -> None:
     """`path` made if missing, and checked: a root-owned folder no one else may enter."""
     with contextlib.suppress(FileExistsError):
         os.mkdir(path, 0o700)
@@ -40,35 +59,29 @@ def root_folder(path: Path) -> None:
         )
 
 
-def box_folder(owner: str, box: str) -> Path:
-    """BINDS_DIR/owner/box, made root-only."""
-    BINDS_DIR.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-    for attempt in range(_TRIES):
-        try:
-            for path in (BINDS_DIR, BINDS_DIR / owner, BINDS_DIR / owner / box):
-                root_folder(path)
-            return BINDS_DIR / owner / box
-        except FileNotFoundError:  # another box's release took the empty owner folder just now
-            if attempt == _TRIES - 1:
-                raise
-    raise AssertionError("unreachable")
-
-
 def new_folder(owner: str, box: str, name: str | None = None) -> Path:
     """A GEN folder for one container's pins: a fresh one, or `name` (made if missing)."""
-    for attempt in range(_TRIES):
-        folder = box_folder(owner, box) / (name or secrets.token_hex(6))
+    BINDS_DIR.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    with _tree_locked():
+        for path in (BINDS_DIR, BINDS_DIR / owner, BINDS_DIR / owner / box):
+            _root_folder(path)
+        folder = BINDS_DIR / owner / box / (name or secrets.token_hex(6))
         try:
             os.mkdir(folder, 0o700)
-            return folder
         except FileExistsError:
             if name is None:
                 raise
-            return folder
-        except FileNotFoundError:  # as in box_folder: the box folder went just now
-            if attempt == _TRIES - 1:
-                raise
-    raise AssertionError("unreachable")
+    return folder
+
+
+def _remove_empty(paths: tuple[str | Path, ...]) -> None:
+    """rmdir each in turn (a GEN, its box's, its owner's folder), stopping at the first not empty."""
+    with _tree_locked():
+        for path in paths:
+            try:
+                os.rmdir(path)
+            except OSError:
+                break
 
 
 def pins_of(box_labels: dict[str, str]) -> list[dict[str, Any]]:
@@ -130,11 +143,7 @@ def release_folder(folder: str) -> None:
     for name in entries:
         if mounts.unmount(f"{folder}/{name}"):
             remove_entry(f"{folder}/{name}")
-    for path in (folder, os.path.dirname(folder), os.path.dirname(os.path.dirname(folder))):
-        try:
-            os.rmdir(path)
-        except OSError:
-            break
+    _remove_empty((folder, os.path.dirname(folder), os.path.dirname(os.path.dirname(folder))))
 
 
 def release(owner: str, box: str, keep: tuple[str, ...] = ()) -> None:
@@ -151,11 +160,7 @@ def release(owner: str, box: str, keep: tuple[str, ...] = ()) -> None:
     for name in generations:
         if str(base / name) not in keep:
             release_folder(str(base / name))
-    for path in (base, base.parent):
-        try:
-            os.rmdir(path)
-        except OSError:
-            break
+    _remove_empty((base, base.parent))
 
 
 def _generations(box_labels: dict[str, str]) -> tuple[str, ...]:
