@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -10,6 +11,12 @@ from pathlib import Path
 import pytest
 
 from devbox import settings
+
+# A test run started in the background by a shell without job control (`.ci/run &`) inherits
+# SIGINT ignored, and an ignored signal stays ignored across exec: every devbox the Ctrl-C tests
+# interrupt would never see it. Handled here, it is the default again in each child.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @dataclass

@@ -14,6 +14,7 @@ from devbox.box.state import Box
 from devbox.engine.base import Engine
 from devbox.ops.afterstart import Event, box_user
 from devbox.ops.reporter import Reporter
+from devbox.profile.devcontainer_out import expand_container_env, uses_container_env
 from devbox.profile.model import StartCommand
 
 
@@ -35,9 +36,10 @@ def run(engine: Engine, box: Box, resolved: Resolved, reporter: Reporter, event:
     if event in ("created", "started"):
         commands += profile.post_start
     default_user = box_user(resolved)
+    env = _box_env(engine, box, commands)
     for command in commands:
-        argv = argv_of(command)
-        shown = command.shell if command.shell is not None else shlex.join(argv)
+        shown = command.shell if command.shell is not None else shlex.join(argv_of(command))
+        argv = [expand_container_env(word, env) for word in argv_of(command)] if env else argv_of(command)
         reporter.step(f"{command.name}: {shown}")
         user = command.user or default_user
         code, output = engine.exec(
@@ -50,3 +52,12 @@ def run(engine: Engine, box: Box, resolved: Resolved, reporter: Reporter, event:
                 f"fix it and run it again with devbox exec {resolved.spec.box} -- {shlex.join(argv)}"
             )
     return warnings
+
+
+def _box_env(engine: Engine, box: Box, commands: list[StartCommand]) -> dict[str, str]:
+    """The box's environment (its image's and its own), read only when a command uses
+    ${containerEnv:…}: the spec substitutes those before the command runs."""
+    if not any(uses_container_env(word) for command in commands for word in argv_of(command)):
+        return {}
+    full = engine.inspect(box.id)
+    return dict(full.config.env) if full is not None and full.config is not None else {}

@@ -150,6 +150,10 @@ def translate(doc: Document, path: Path, env: Mapping[str, str], home: Path, lab
         )
     _workspace(out, data, workspace, folder)
     _gpu(out, data)
+    for key in ("overrideCommand", "init"):
+        if key in data and not isinstance(data[key], bool):
+            # "false" (a string) would read as true: the box would run the other command.
+            out.fail((key,), f"{key} must be true or false, not {data[key]!r}", f'"{key}": false')
     if data.get("overrideCommand", True) is not False and "command" not in out.data:
         # The spec's default for an image or Dockerfile: the box stays up whatever its CMD
         # (bash exits at once without a terminal). A devbox image's ENTRYPOINT still runs first.
@@ -157,7 +161,10 @@ def translate(doc: Document, path: Path, env: Mapping[str, str], home: Path, lab
     for key in LIFECYCLE:
         if key in data:
             out.commands(key, data[key])
-    return _finish(out, path, workspace, home)
+    translated = _finish(out, path, workspace, home)
+    if "dockerComposeFile" in data and "image" not in data and not _builds(data):
+        translated.layer.failed.add("image")  # a Compose file: refused once, not also "no image"
+    return translated
 
 
 def _finish(out: Out, path: Path, workspace: Path, home: Path) -> Translated:
@@ -200,7 +207,15 @@ def _build(out: Out, raw: Any, path: KeyPath) -> None:
     if "image" in out.doc.data and not _builds(out.doc.data):
         out.notes.append("build skipped: it names no dockerfile, so image is used, as the spec does")
         return
-    _dockerfile(out, raw.get("dockerfile", raw.get("dockerFile")), raw.get("context"), path)
+    data = out.doc.data
+    dockerfile, dockerfile_at = raw.get("dockerfile", raw.get("dockerFile")), (*path, "dockerfile")
+    context, context_at = raw.get("context"), (*path, "context")
+    if dockerfile is None and "dockerFile" in data:
+        # The legacy top-level form beside "build": {"args": …}: the devcontainer CLI reads both.
+        dockerfile, dockerfile_at = data["dockerFile"], ("dockerFile",)
+    if context is None and "context" in data:
+        context, context_at = data["context"], ("context",)
+    _dockerfile(out, dockerfile, context, dockerfile_at, context_at)
     if "args" in raw:
         out.put(("build", "args"), raw["args"], (*path, "args"))
     if "target" in raw:
@@ -214,16 +229,15 @@ def _build(out: Out, raw: Any, path: KeyPath) -> None:
 
 def _legacy_dockerfile(out: Out, raw: Any, path: KeyPath) -> None:
     data = out.doc.data
-    if "build" not in data:
-        _dockerfile(out, raw, data.get("context"), path)
+    if "build" not in data:  # else _build reads it, with build's args and target
+        _dockerfile(out, raw, data.get("context"), path, ("context",))
 
 
-def _dockerfile(out: Out, dockerfile: Any, context: Any, path: KeyPath) -> None:
+def _dockerfile(out: Out, dockerfile: Any, context: Any, at: KeyPath, where_context: KeyPath) -> None:
     """The spec's paths are relative to the devcontainer.json; the profile's Dockerfile is
-    relative to its context (and must lie inside it: the engine reads it from there)."""
+    relative to its context (and must lie inside it: the engine reads it from there).
+    `at`, `where_context`: where the two were written."""
     base = Path(out.doc.source).parent
-    at = (*path, "dockerfile") if path == ("build",) else path
-    where_context = (*path, "context") if path == ("build",) else ("context",)
     if not isinstance(dockerfile, str) or not dockerfile:
         out.fail(
             at,
@@ -248,7 +262,9 @@ def _env(out: Out, raw: Any, path: KeyPath) -> None:
         return
     for name, value in raw.items():
         if value is None:
-            continue  # remoteEnv's null unsets: nothing was set
+            if path == ("remoteEnv",):
+                out.drop(("env", name))  # null unsets what containerEnv or runArgs -e set
+            continue
         if isinstance(value, str) and "${containerEnv:" in value:
             out.notes.append(
                 f"{path[0]}.{name} skipped: it uses ${{containerEnv:…}}, known only inside the box"

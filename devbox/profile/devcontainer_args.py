@@ -48,7 +48,7 @@ def forward_ports(out: Out, raw: Any, path: KeyPath) -> None:
         if host and host not in ("localhost", "127.0.0.1", "0.0.0.0"):
             out.notes.append(f"forwardPorts {item!r} skipped: it is another host's port")
             continue
-        number = port_number(out, port, where)
+        number = port_number(out, port, where, 'e.g. 8888 or "localhost:8888"')
         if number is not None:
             out.port(number, None, where)
 
@@ -93,12 +93,12 @@ def mounts(out: Out, raw: Any, path: KeyPath) -> None:
             out.mount(fields, where)
 
 
-def port_number(out: Out, raw: Any, where: KeyPath) -> int | None:
-    """A port 1-65535 from a number or its text, else a problem at `where`."""
+def port_number(out: Out, raw: Any, where: KeyPath, hint: str = 'e.g. 8888 or "8080:8888"') -> int | None:
+    """A port 1-65535 from a number or its text, else a problem at `where` (with `hint`)."""
     text = str(raw).strip() if not isinstance(raw, bool) else ""
     if text.isdecimal() and 1 <= int(text) <= 65535:
         return int(text)
-    out.fail(where, f"{raw!r} is not a port (1-65535)", 'e.g. 8888 or "8080:8888"')
+    out.fail(where, f"{raw!r} is not a port (1-65535)", hint)
     return None
 
 
@@ -111,11 +111,15 @@ def mount_fields(out: Out, text: str, where: KeyPath) -> dict[str, Any] | None:
             continue
         if name in ("readonly", "ro") and not eq:
             fields[name] = True
+        elif name == "volume-nocopy":
+            out.notes.append(f"mount option {name} skipped: a new volume gets the image's files")
         elif not eq:
             out.fail(where, f"mount field {name!r} has no value", "type=bind,source=/path,target=/path")
             return None
-        elif name in ("consistency", "bind-propagation", "bind-nonrecursive"):
-            continue  # no effect on Linux (consistency), or the default suits a box
+        elif name == "consistency":
+            continue  # no effect on Linux
+        elif name in ("bind-propagation", "bind-nonrecursive"):
+            out.notes.append(f"mount option {name}={value} skipped: devbox binds with Docker's defaults")
         elif name not in ("type", "source", "src", "target", "destination", "dst", "readonly", "ro"):
             out.fail(where, f"mount field {name!r} is not supported", "type, source, target, readonly")
             return None

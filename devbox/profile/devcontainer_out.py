@@ -74,6 +74,16 @@ class Out:
             key_mark = self.doc.key_marks.get(key_at or source)
             self.key_marks[target] = key_mark or mark
 
+    def drop(self, target: KeyPath) -> None:
+        """Unset the profile value at `target` (a mapping entry), if it was set."""
+        node: Any = self.data
+        for key in target[:-1]:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(target[-1], None)
+        self.marks.pop(target, None)
+        self.key_marks.pop(target, None)
+
     def set_extra(self, key: str, value: Any, source: KeyPath) -> None:
         """A value a profile file has no key for, kept with where it was written."""
         self.extra[key] = value
@@ -171,9 +181,9 @@ class Out:
             name = f"{key}.{entry}" if entry is not None else key
             if isinstance(value, str):
                 if value.strip():
-                    # The shell reads the box's environment: ${containerEnv:PATH} is its ${PATH}.
-                    shell = _CONTAINER_ENV_RE.sub(_shell_variable, value)
-                    found.append(StartCommand(name, shell=shell, user=self.remote_user))
+                    # ${containerEnv:NAME} stays: it is substituted when the command runs, from
+                    # the box's environment (expand_container_env).
+                    found.append(StartCommand(name, shell=value, user=self.remote_user))
             elif isinstance(value, list) and all(isinstance(a, str) for a in value):
                 if value:
                     found.append(StartCommand(name, argv=tuple(value), user=self.remote_user))
@@ -188,6 +198,18 @@ class Out:
             self.set_extra(slot, (*self.extra.get(slot, ()), *found), (key,))
 
 
-def _shell_variable(match: re.Match[str]) -> str:
-    name, default = match.group(1), match.group(2)
-    return f"${{{name}:-{default}}}" if default is not None else f"${{{name}}}"
+def uses_container_env(text: str) -> bool:
+    """True when `text` holds a ${containerEnv:NAME} to substitute in the box."""
+    return _CONTAINER_ENV_RE.search(text) is not None
+
+
+def expand_container_env(text: str, env: Mapping[str, str]) -> str:
+    """`text` with each ${containerEnv:NAME[:default]} replaced by the box's value, as the spec
+    substitutes it before the command runs (so also inside a shell's single quotes, and in the
+    array form): unset is the default, or empty."""
+
+    def value(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        return env.get(name, default or "")
+
+    return _CONTAINER_ENV_RE.sub(value, text)

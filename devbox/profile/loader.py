@@ -296,7 +296,12 @@ def load(
     merged = merge([*(defaults or []), *layers, *(overrides or [])])
     # A layer whose image: was itself wrong would also read as "no image"; say it once.
     image_failed = any(layer.failed & {"image", "build"} for layer in layers)
-    problems += check_merged(merged.values, Origin(str(ref.path), 1, 1), need_image=not image_failed)
+    problems += check_merged(
+        merged.values,
+        Origin(str(ref.path), 1, 1),
+        need_image=not image_failed,
+        devcontainer=ref.path.suffix == ".json",
+    )
     if problems:
         problems.sort(key=lambda p: (p.origin.source, p.origin.line or 0, p.origin.column or 0))
         count = f"{len(problems)} problem" + ("s" if len(problems) > 1 else "")

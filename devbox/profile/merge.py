@@ -64,15 +64,21 @@ def _merge_value(key: str, old: Any, new: Any) -> Any:
     return new
 
 
-def check_merged(values: dict[str, Any], origin: Origin, need_image: bool = True) -> list[Problem]:
-    """Problems only visible once every layer is merged."""
+def check_merged(
+    values: dict[str, Any], origin: Origin, need_image: bool = True, devcontainer: bool = False
+) -> list[Problem]:
+    """Problems only visible once every layer is merged (`devcontainer`: said in its keys)."""
     problems: list[Problem] = []
     if need_image and "image" not in values and "build" not in values:
         problems.append(
             Problem(
                 origin,
-                "no image: the profile (or one it extends) needs image: or build:",
-                "e.g. image: devbox/devbox:0.1, or extends: default, or build: {context: .}",
+                "no image: the devcontainer.json needs image or build"
+                if devcontainer
+                else "no image: the profile (or one it extends) needs image: or build:",
+                '"image": "devbox/devbox:0.1", or "build": {"dockerfile": "Dockerfile"}'
+                if devcontainer
+                else "e.g. image: devbox/devbox:0.1, or extends: default, or build: {context: .}",
             )
         )
     ports: dict[str, PortSpec] = values.get("ports", {})

@@ -80,7 +80,7 @@ def test_image_based_with_ports_env_and_lifecycle_commands(team: Caller, engine:
           "containerEnv": {"APP_ENV": "development", "WORKERS": 2},
           "remoteEnv": {"EDITOR": "vi", "PATH": "${containerEnv:PATH}:/opt/tools"},
           "remoteUser": "root",
-          "postCreateCommand": "echo created by $(id -un) in $(pwd) | tee /tmp/post-create",
+          "postCreateCommand": "echo by $(id -un) in $(pwd) '${containerEnv:APP_ENV}' | tee /tmp/post-create",
           "postStartCommand": {
             "stamp": "date +%s > /tmp/post-start",
             "list": ["ls", "-d", "${containerWorkspaceFolder}"],
@@ -91,7 +91,8 @@ def test_image_based_with_ports_env_and_lifecycle_commands(team: Caller, engine:
     )
     result = team.devbox("up", str(folder / ".devcontainer" / "devcontainer.json"))
     shown = result.stdout + result.stderr
-    assert "created by root in /workspaces/webapp" in shown  # the command's own output, shown
+    # The command's own output, shown; ${containerEnv:…} is the box's value even in single quotes.
+    assert "by root in /workspaces/webapp development" in shown
     assert "customizations skipped" in shown and "remoteEnv.PATH skipped" in shown
     box = team.container("webapp")
     info = inspect(box)
@@ -104,7 +105,7 @@ def test_image_based_with_ports_env_and_lifecycle_commands(team: Caller, engine:
     ports = info["HostConfig"]["PortBindings"]
     assert ports["8123/tcp"] == [{"HostIp": "127.0.0.1", "HostPort": "8123"}]
     assert ports["8000/tcp"][0]["HostPort"] == "" and "5678/tcp" in ports  # engine-picked
-    assert in_box(box, "cat", "/tmp/post-create").strip() == "created by root in /workspaces/webapp"
+    assert in_box(box, "cat", "/tmp/post-create").strip() == "by root in /workspaces/webapp development"
     first = in_box(box, "cat", "/tmp/post-start")
     # A stop and an up: postStartCommand again, postCreateCommand not.
     docker("exec", box, "rm", "/tmp/post-create")

@@ -246,8 +246,72 @@ def test_local_env_with_default_and_shell_variables_left_alone(sandbox: Sandbox)
     )
     assert profile.env == {"A": "vision", "B": "fallback", "C": ""}
     assert profile.post_start[0].shell == "echo ${HOME} $$"
-    # /bin/sh would stop at "${containerEnv:PATH}: Bad substitution": the box's shell reads it.
-    assert profile.post_create[0].shell == "echo ${PATH} ${NOPE:-x y}"
+    # Known only in the box: substituted when the command runs (see the start-command tests).
+    assert profile.post_create[0].shell == "echo ${containerEnv:PATH} ${containerEnv:NOPE:x y}"
+
+
+def test_legacy_dockerfile_beside_build_args_builds_with_both(sandbox: Sandbox) -> None:
+    # Older templates: "dockerFile" and "context" at the top, "build": {"args"} beside them.
+    sandbox.write("proj/docker/Dockerfile", "FROM devbox/box:0.1\n")
+    profile = _load(
+        sandbox,
+        """{"dockerFile": "../docker/Dockerfile", "context": "..",
+            "build": {"args": {"VARIANT": "3.11"}, "target": "dev"}}""",
+    )
+    assert profile.build is not None
+    assert (profile.build.context, profile.build.dockerfile) == (
+        str(sandbox.root / "proj"),
+        "docker/Dockerfile",
+    )
+    assert profile.build.args == {"VARIANT": "3.11"} and profile.build.target == "dev"
+
+
+def test_remote_env_null_unsets_what_container_env_and_run_args_set(sandbox: Sandbox) -> None:
+    profile = _load(
+        sandbox,
+        """{"image": "devbox/box:0.1", "runArgs": ["-e", "FROMRUN=1"],
+            "containerEnv": {"A": "1", "B": "1"}, "remoteEnv": {"A": "2", "B": null, "FROMRUN": null}}""",
+    )
+    assert profile.env == {"A": "2"}
+
+
+def test_override_command_and_init_must_be_booleans(sandbox: Sandbox) -> None:
+    # "false" as a string would read as true: the image's CMD would silently not run.
+    problems = _problems(sandbox, '{"image": "devbox/box:0.1",\n "overrideCommand": "false",\n "init": "no"}')
+    assert problems == [
+        "2:21 overrideCommand must be true or false, not 'false'",
+        "3:10 init must be true or false, not 'no'",
+    ]
+
+
+def test_mount_options_devbox_does_not_apply_are_said(sandbox: Sandbox) -> None:
+    profile = _load(
+        sandbox,
+        """{"image": "devbox/box:0.1", "mounts": [
+              "source=/srv/shared,target=/shared,type=bind,bind-propagation=rshared",
+              "source=cache,target=/cache,type=volume,volume-nocopy"]}""",
+    )
+    assert {v.target for v in profile.volumes} >= {"/shared", "/cache"}
+    assert (
+        "mount option bind-propagation=rshared skipped: devbox binds with Docker's defaults" in profile.notes
+    )
+    assert any(note.startswith("mount option volume-nocopy skipped") for note in profile.notes)
+
+
+def test_hints_are_written_in_devcontainer_json_keys(sandbox: Sandbox) -> None:
+    path = _project(sandbox, '{"forwardPorts": ["abc"]}')
+    with pytest.raises(InvalidInput) as caught:
+        loader.load(str(path), sandbox.settings())
+    hints = {p.message: p.hint for p in caught.value.problems}
+    assert hints["'abc' is not a port (1-65535)"] == 'e.g. 8888 or "localhost:8888"'
+    assert hints["no image: the devcontainer.json needs image or build"] == (
+        '"image": "devbox/devbox:0.1", or "build": {"dockerfile": "Dockerfile"}'
+    )
+    # A Compose file is refused once, not also reported as having no image.
+    assert _problems(sandbox, '{"dockerComposeFile": "compose.yml", "service": "app"}') == [
+        "1:2 'dockerComposeFile' is not supported: devbox runs one container per box, not a Compose project",
+        "1:38 'service' is not supported: devbox runs one container per box, not a Compose project",
+    ]
 
 
 def test_a_bind_source_from_an_unset_local_env_is_refused_not_made_at_the_root(sandbox: Sandbox) -> None:
@@ -424,3 +488,23 @@ def test_start_commands_run_per_event_as_the_box_user(sandbox: Sandbox) -> None:
     engine.ran.clear()
     assert startcommands.run(engine, box, resolved, reporter, "running") == []  # type: ignore[arg-type]
     assert engine.ran == []
+
+
+def test_container_env_is_the_boxs_value_when_the_command_runs(sandbox: Sandbox) -> None:
+    """As the spec substitutes it before running: also inside single quotes, and in arrays."""
+    path = _project(
+        sandbox,
+        """{"image": "devbox/box:0.1",
+            "postCreateCommand": "setup '${containerEnv:VENV:/opt/venv}' ${containerEnv:HOME}",
+            "postStartCommand": ["echo", "${containerEnv:NOPE}", "${containerEnv:NOPE:dflt}"]}""",
+    )
+    resolved = resolve.resolve(str(path), sandbox.settings(), probe=lambda image: {})
+    config = type("C", (), {"env": {"HOME": "/home/a b", "PATH": "/bin"}})()
+    box: Any = type("B", (), {"id": "c1", "config": config})()
+    engine = _Recorder({})
+    engine.inspect = lambda container: box  # type: ignore[attr-defined]
+    startcommands.run(engine, box, resolved, QuietReporter(), "created")  # type: ignore[arg-type]
+    assert [argv for argv, _, _ in engine.ran] == [
+        ["/bin/sh", "-c", "setup '/opt/venv' /home/a b"],
+        ["echo", "", "dflt"],
+    ]

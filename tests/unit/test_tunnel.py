@@ -375,8 +375,14 @@ def ssh_calls(env: dict[str, str]) -> list[list[str]]:
 
 
 def devbox_popen(env: dict[str, str], *args: str, **kwargs: Any) -> subprocess.Popen[str]:
+    # A session of its own: a failed test kills devbox and the ssh it started together.
     return subprocess.Popen(
-        [sys.executable, "-m", "devbox", *args], env=env, text=True, stdout=subprocess.PIPE, **kwargs
+        [sys.executable, "-m", "devbox", *args],
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+        **kwargs,
     )
 
 
@@ -419,7 +425,8 @@ def test_tunnel_forwards_until_ctrl_c_and_prints_the_local_url(server_side: dict
         assert proc.wait(10) == 0
     finally:
         if proc.poll() is None:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
     info, version_or_forward = ssh_calls(server_side)[-2:]  # (version check,) info, forward
     assert info[-2:] == ["alice@h2.example", "devbox info exp1 --host local --json"]
     assert (
