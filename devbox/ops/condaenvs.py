@@ -151,6 +151,8 @@ def _kernel(engine: Engine, box: Box, user: str, env: EnvironmentFile, kernels: 
         "language": "python",
         "metadata": {"devbox": {"file": env.path}},
     }
+    if env.variables:
+        spec["env"] = env.variables  # the file's variables:, as `conda activate` would set them
     _write(engine, box, user, f"{kernels}/{env.name}/kernel.json", json.dumps(spec, indent=1))
     code, _ = _sh(engine, box, user, f"{shlex.quote(python)} -c 'import ipykernel' 2>/dev/null")
     if code != 0:

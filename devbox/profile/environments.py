@@ -33,6 +33,7 @@ PKGS_ROOT = "/opt/devbox/pkgs"
 # NAME.json), and per box the kernelspecs Jupyter lists (JUPYTER_PATH points there).
 STATE_DIR = f"{ENVS_ROOT}/.devbox"
 _NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")  # fullmatch: `$` would let "x\n" by
+_VARIABLE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _MAX_FILE = 256 * 1024  # an environment.yml is a few lines; the text passes through exec's env
 
 
@@ -56,20 +57,21 @@ def digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def env_name(text: str, path: str) -> tuple[str | None, str | None]:
-    """The environment's name (the file's `name:`, else its stem) or a problem with the file."""
+def read_env_file(text: str, path: str) -> tuple[str | None, dict[str, str], str | None]:
+    """(name, variables, problem) of an environment.yml: its `name:` (else its stem), and its
+    `variables:` (conda's environment variables of the environment)."""
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
-        return None, f"is not valid YAML{where}: {getattr(exc, 'problem', None) or exc}"
+        return None, {}, f"is not valid YAML{where}: {getattr(exc, 'problem', None) or exc}"
     except (ValueError, RecursionError) as exc:  # a value YAML parses but cannot build (2001-13-45)
-        return None, f"is not valid YAML: {exc}"
+        return None, {}, f"is not valid YAML: {exc}"
     if not isinstance(doc, dict):
-        return None, "is not an environment file (a mapping with dependencies:)"
+        return None, {}, "is not an environment file (a mapping with dependencies:)"
     if not isinstance(doc.get("dependencies"), list):
-        return None, "has no dependencies: list"
+        return None, {}, "has no dependencies: list"
     name = doc.get("name")
     if name is None:
         stem = path.rsplit("/", 1)[-1]
@@ -82,12 +84,28 @@ def env_name(text: str, path: str) -> tuple[str | None, str | None]:
         line = next(
             (i for i, t in enumerate(text.splitlines(), 1) if re.match(r"['\"]?name['\"]?\s*:", t)), 0
         )
-        return None, (
-            f"names its environment {files.shown(str(name))!r}{f' (line {line})' if line else ''}, "
-            "which cannot name a folder "
-            "(letters, digits, _ . - only, at most 64, not starting with . or -)"
+        return (
+            None,
+            {},
+            (
+                f"names its environment {files.shown(str(name))!r}{f' (line {line})' if line else ''}, "
+                "which cannot name a folder "
+                "(letters, digits, _ . - only, at most 64, not starting with . or -)"
+            ),
         )
-    return name, None
+    variables = doc.get("variables")
+    if variables is None:
+        return name, {}, None
+    if not isinstance(variables, dict) or not all(
+        isinstance(k, str) and _VARIABLE_RE.fullmatch(k) and isinstance(v, (str, int, float))
+        for k, v in variables.items()
+    ):
+        return (
+            None,
+            {},
+            "has variables: that are not NAME: value pairs (e.g. variables: {OMP_NUM_THREADS: 4})",
+        )
+    return name, {k: str(v) for k, v in variables.items()}, None
 
 
 def parse_environments(p: LayerParser, raw: Any, path: KeyPath) -> list[EnvironmentFile] | None:
@@ -113,7 +131,7 @@ def parse_environments(p: LayerParser, raw: Any, path: KeyPath) -> list[Environm
                 fix = "list only the packages you asked for (conda env export --from-history)"
             p.fail(where, f"environment file {files.shown(resolved)} {exc}", fix)
             continue
-        name, problem = env_name(text, resolved)
+        name, variables, problem = read_env_file(text, resolved)
         if name is None:
             p.fail(where, f"environment file {files.shown(resolved)} {problem}", "devbox help environments")
             continue
@@ -130,5 +148,7 @@ def parse_environments(p: LayerParser, raw: Any, path: KeyPath) -> list[Environm
             p.fail(where, message, "give one of the files another name: key")
             continue
         seen[name.lower()] = (name, resolved)
-        result.append(EnvironmentFile(resolved, p.doc.origin(where), name=name, text=text))
+        result.append(
+            EnvironmentFile(resolved, p.doc.origin(where), name=name, text=text, variables=variables)
+        )
     return result

@@ -77,6 +77,7 @@ class EnvironmentFile:
     origin: Origin
     name: str = ""  # the file's name: key, else its stem (profile/environments.py)
     text: str = ""  # the file as read when the profile loaded (the box gets this copy)
+    variables: dict[str, str] = field(default_factory=dict)  # its variables: (the kernel's env)
 
 
 @dataclass(frozen=True)

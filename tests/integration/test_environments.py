@@ -37,9 +37,9 @@ def _image_present() -> None:
         pytest.skip(message)
 
 
-def _env_file(folder: Path, name: str, deps: list[str]) -> None:
+def _env_file(folder: Path, name: str, deps: list[str], extra: str = "") -> None:
     (folder / f"{name}.yml").write_text(
-        f"name: {name}\nchannels: [file:///channel, nodefaults]\ndependencies: [{', '.join(deps)}]\n"
+        f"name: {name}\nchannels: [file:///channel, nodefaults]\ndependencies: [{', '.join(deps)}]\n{extra}"
     )
 
 
@@ -53,11 +53,13 @@ def _in_box(caller: Caller, box: str, *argv: str) -> str:
     return caller.devbox("exec", box, "--", *argv).stdout
 
 
-def _kernels(box: dict[str, Any]) -> set[str]:
+def _kernels(box: dict[str, Any]) -> dict[str, Any]:
+    """The kernelspecs the box's Jupyter lists, by name."""
     url = urlsplit(box["jupyter"]["url"])
     api = f"{url.scheme}://{url.netloc}{url.path}api/kernelspecs?token={box['jupyter']['token']}"
     with urllib.request.urlopen(api, timeout=10) as response:
-        return set(json.load(response)["kernelspecs"])
+        found: dict[str, Any] = json.load(response)["kernelspecs"]
+        return found
 
 
 def test_environments_from_a_local_channel(caller: Caller, engine: Engine, tmp_path: Path) -> None:
@@ -68,7 +70,7 @@ def test_environments_from_a_local_channel(caller: Caller, engine: Engine, tmp_p
     )
     subprocess.run(["chmod", "-R", "a+rX", str(tmp_path)], check=True)  # the box's user reads it
     _env_file(caller.cwd, "one", ["python", "dbxpkga"])
-    _env_file(caller.cwd, "two", ["python", "dbxpkgb"])
+    _env_file(caller.cwd, "two", ["python", "dbxpkgb"], "variables: {OMP_NUM_THREADS: 4}\n")
     profile = caller.write_profile(
         "envbox",
         f"image: {IMAGE}\nports: {{jupyter: 8888}}\nready: {{timeout: 120}}\n"
@@ -83,7 +85,9 @@ def test_environments_from_a_local_channel(caller: Caller, engine: Engine, tmp_p
     code = "import dbxpkga, sys; print(dbxpkga.NAME, dbxpkga.VERSION, sys.prefix)"
     out = _in_box(caller, "envbox", "/opt/devbox/envs/one/bin/python", "-c", code)
     assert out.split() == ["dbxpkga", "1.0", "/opt/devbox/envs/one"]
-    assert {"one", "two"} <= _kernels(box)
+    kernels = _kernels(box)
+    assert {"one", "two"} <= kernels.keys()
+    assert kernels["two"]["spec"]["env"] == {"OMP_NUM_THREADS": "4"}  # the file's variables:
     first = _envs(caller, "envbox")
     assert {n: e["status"] for n, e in first.items()} == {"one": "ok", "two": "ok"}
     assert first["one"]["file"] == str(caller.cwd / "one.yml")
@@ -109,11 +113,11 @@ def test_environments_from_a_local_channel(caller: Caller, engine: Engine, tmp_p
     assert rebuilt["id"] != box["id"] and rebuilt["warnings"] == []
     assert _in_box(caller, "envbox", "cat", "/opt/devbox/envs/one/marker").strip() == "kept"
     assert _envs(caller, "envbox")["two"]["updated"] == first["two"]["updated"]
-    assert {"one", "two"} <= _kernels(rebuilt)
+    assert {"one", "two"} <= _kernels(rebuilt).keys()
 
     # A file no channel can satisfy: a warning with the solver's words and the file; the other
     # environment and the box stay usable.
-    _env_file(caller.cwd, "two", ["python", "dbxpkgb", "nosuchpkg >=9"])
+    _env_file(caller.cwd, "two", ["python", "dbxpkgb", "nosuchpkg >=9"], "variables: {OMP_NUM_THREADS: 4}\n")
     again = json.loads(caller.devbox("up", str(profile), "--json").stdout)
     assert again["action"] == "running"
     [warning] = again["warnings"]

@@ -61,16 +61,17 @@ def test_bad_environment_files_are_located_problems(sandbox: Sandbox) -> None:
     sandbox.write("work/bad.yml", "dependencies: [python\n")
     sandbox.write("work/noname.yml", "name: ../x\ndependencies: []\n")
     sandbox.write("work/nodeps.yml", "name: nodeps\n")
+    sandbox.write("work/vars.yml", "name: vars\ndependencies: []\nvariables: [OMP_NUM_THREADS=4]\n")
     sandbox.write(
         "work/p.yaml",
         "image: x\nenvironments:\n  - a.yml\n  - b.yml\n  - missing.yml\n  - bad.yml\n"
-        "  - noname.yml\n  - nodeps.yml\n  - 3\n",
+        "  - noname.yml\n  - nodeps.yml\n  - 3\n  - vars.yml\n",
     )
     with pytest.raises(InvalidInput) as caught:
         resolve.resolve("p.yaml", sandbox.settings())
     found = {(p.origin.line, p.message.split(" ", 3)[-1][:40]) for p in caught.value.problems}
     lines = sorted(line for line, _ in found)
-    assert lines == [4, 5, 6, 7, 8, 9]
+    assert lines == [4, 5, 6, 7, 8, 9, 10]
     text = "\n".join(p.message for p in caught.value.problems)
     assert "environment 'same' is named by" in text and "a.yml already" in text
     assert "missing.yml" in text and "cannot be read" in text
@@ -78,6 +79,7 @@ def test_bad_environment_files_are_located_problems(sandbox: Sandbox) -> None:
     assert "cannot name a folder" in text
     assert "nodeps.yml has no dependencies: list" in text
     assert "must be the path of an environment.yml" in text
+    assert "vars.yml has variables: that are not NAME: value pairs" in text
 
 
 def test_environments_must_be_a_list(sandbox: Sandbox) -> None:
@@ -182,9 +184,11 @@ def _installer_bin(tmp_path: Path) -> str:
 
 def _setup(sandbox: Sandbox, channel: Path, files: dict[str, list[str]]) -> None:
     for name, deps in files.items():
+        # Environment one also sets conda variables: (its kernel's environment).
+        variables = "variables: {OMP_NUM_THREADS: 4, DATA: /data/raw}\n" if name == "one" else ""
         sandbox.write(
             f"work/{name}.yml",
-            f"name: {name}\nchannels: [{channel.as_uri()}]\ndependencies: [{', '.join(deps)}]\n",
+            f"name: {name}\nchannels: [{channel.as_uri()}]\ndependencies: [{', '.join(deps)}]\n{variables}",
         )
     listed = ", ".join(f"{n}.yml" for n in files)
     sandbox.write("work/p.yaml", f"image: devbox/rattler:0.1\nenvironments: [{listed}]\n")
@@ -227,6 +231,8 @@ def test_ensure_creates_skips_updates_and_reports_a_failed_solve(
     assert (root / "envs/one/conda-meta").is_dir()
     kernel = json.loads((root / "envs/.devbox/jupyter/p/kernels/one/kernel.json").read_text())
     assert kernel["display_name"] == "one"
+    assert kernel["env"] == {"OMP_NUM_THREADS": "4", "DATA": "/data/raw"}  # the file's variables:
+    assert "env" not in json.loads((root / "envs/.devbox/jupyter/p/kernels/two/kernel.json").read_text())
     # (/opt/devbox mapped: in a box the path is /opt/devbox/envs/one/bin/python)
     assert kernel["argv"][:3] == [str(root / "envs/one/bin/python"), "-m", "ipykernel_launcher"]
     first = _record(root, "two")
@@ -520,9 +526,9 @@ def test_installer_lines_reach_the_terminal_without_control_sequences() -> None:
     ("name", "ok"), [("x\n", False), ("2024", True), ("ml-1.2_a", True), (".x", False), ("a b", False)]
 )
 def test_environment_names(name: str, ok: bool) -> None:
-    from devbox.profile.environments import env_name
+    from devbox.profile.environments import read_env_file
 
-    got, problem = env_name(
+    got, _, problem = read_env_file(
         f"name: {json.dumps(name) if not name.isdigit() else name}\ndependencies: []\n", "/e.yml"
     )
     assert (got == name) is ok, problem
@@ -577,7 +583,7 @@ def test_a_volume_another_user_made_is_said_with_its_fix(sandbox: Sandbox, chann
 
 
 def test_a_bad_name_says_its_line_in_the_environment_file() -> None:
-    from devbox.profile.environments import env_name
+    from devbox.profile.environments import read_env_file
 
-    _, problem = env_name("# ml\nchannels: [x]\nname: 'my env'\ndependencies: []\n", "/e.yml")
+    _, _, problem = read_env_file("# ml\nchannels: [x]\nname: 'my env'\ndependencies: []\n", "/e.yml")
     assert problem is not None and "'my env' (line 3), which cannot name a folder" in problem
