@@ -291,9 +291,9 @@ def _ensure(engine: Engine, box: Box, resolved: Resolved, reporter: Reporter) ->
     states = read_states(engine, box, user)
     tool: str | None = None
     warnings: list[str] = []
-    for env in envs:
+    for index, env in enumerate(envs):
         state = states.get(env.name, {})
-        if state.get("hash") == envkey.digest(env.text) and state.get("status") == "ok":
+        if _recorded_ok(state, env):
             code, _ = _sh(engine, box, user, f"test -d {shlex.quote(envkey.prefix(env.name))}/conda-meta")
             if code == 0:
                 reporter.step(f"environment {env.name}: file unchanged, skipped")
@@ -302,10 +302,14 @@ def _ensure(engine: Engine, box: Box, resolved: Resolved, reporter: Reporter) ->
         if tool is None:
             tool = find_installer(engine, box, user)
             if tool is None:
+                # Only those still to make: another box (with an installer) may have made the rest.
+                missing = [env.name] + [
+                    e.name for e in envs[index + 1 :] if not _recorded_ok(states.get(e.name, {}), e)
+                ]
                 return [
                     *warnings,
                     f"image {resolved.spec.image} has no conda installer ({', '.join(INSTALLERS)} on its "
-                    f"PATH): environments {', '.join(e.name for e in envs)} were not made; use an image "
+                    f"PATH): environments {', '.join(missing)} were not made; use an image "
                     "with micromamba or conda, or add devbox-rattler-env (devbox help environments)",
                 ]
         try:
@@ -316,6 +320,11 @@ def _ensure(engine: Engine, box: Box, resolved: Resolved, reporter: Reporter) ->
         if warning:
             warnings.append(warning)
     return warnings
+
+
+def _recorded_ok(state: dict[str, Any], env: EnvironmentFile) -> bool:
+    """Whether the record says `env` was made from this very file."""
+    return state.get("hash") == envkey.digest(env.text) and state.get("status") == "ok"
 
 
 def _state(name: str, data: dict[str, Any] | None) -> EnvState:

@@ -288,6 +288,14 @@ def test_a_box_without_an_installer_gets_one_clear_warning(
         "on its PATH): environments one were not made; use an image with micromamba or conda, or add "
         "devbox-rattler-env (devbox help environments)"
     ]
+    # Made meanwhile by a box whose image has an installer: named no more (its kernel is written).
+    made = LocalBox(tmp_path / "opt", f"{_installer_bin(tmp_path)}:/usr/bin:/bin")
+    _setup(sandbox, channel, {"one": ["python"], "two": ["python"]})
+    _ensure(sandbox, made)
+    sandbox.write("work/three.yml", f"name: three\nchannels: [{channel.as_uri()}]\ndependencies: [python]\n")
+    sandbox.write("work/p.yaml", "image: devbox/rattler:0.1\nenvironments: [one.yml, three.yml, two.yml]\n")
+    warnings, _ = _ensure(sandbox, engine)
+    assert len(warnings) == 1 and "environments three were not made" in warnings[0], warnings
 
 
 def test_the_script_refuses_pip_entries(tmp_path: Path) -> None:
