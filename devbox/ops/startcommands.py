@@ -38,8 +38,9 @@ def run(engine: Engine, box: Box, resolved: Resolved, reporter: Reporter, event:
     default_user = box_user(resolved)
     env = _box_env(engine, box, commands)
     for command in commands:
-        shown = command.shell if command.shell is not None else shlex.join(argv_of(command))
-        argv = [expand_container_env(word, env) for word in argv_of(command)] if env else argv_of(command)
+        written = argv_of(command)
+        shown = command.shell if command.shell is not None else shlex.join(written)
+        argv = [expand_container_env(word, env) for word in written]
         reporter.step(f"{command.name}: {shown}")
         user = command.user or default_user
         code, output = engine.exec(

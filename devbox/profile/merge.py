@@ -64,23 +64,26 @@ def _merge_value(key: str, old: Any, new: Any) -> Any:
     return new
 
 
+# "no image" (message, hint), in the words of a profile and of a devcontainer.json.
+_NO_IMAGE = {
+    False: (
+        "no image: the profile (or one it extends) needs image: or build:",
+        "e.g. image: devbox/devbox:0.1, or extends: default, or build: {context: .}",
+    ),
+    True: (
+        "no image: the devcontainer.json needs image or build",
+        '"image": "devbox/devbox:0.1", or "build": {"dockerfile": "Dockerfile"}',
+    ),
+}
+
+
 def check_merged(
     values: dict[str, Any], origin: Origin, need_image: bool = True, devcontainer: bool = False
 ) -> list[Problem]:
     """Problems only visible once every layer is merged (`devcontainer`: said in its keys)."""
     problems: list[Problem] = []
     if need_image and "image" not in values and "build" not in values:
-        problems.append(
-            Problem(
-                origin,
-                "no image: the devcontainer.json needs image or build"
-                if devcontainer
-                else "no image: the profile (or one it extends) needs image: or build:",
-                '"image": "devbox/devbox:0.1", or "build": {"dockerfile": "Dockerfile"}'
-                if devcontainer
-                else "e.g. image: devbox/devbox:0.1, or extends: default, or build: {context: .}",
-            )
-        )
+        problems.append(Problem(origin, *_NO_IMAGE[devcontainer]))
     ports: dict[str, PortSpec] = values.get("ports", {})
     seen_container: dict[int, str] = {}
     seen_host: dict[int, str] = {}
